@@ -1,0 +1,607 @@
+//! HTTP/1.1 on the TLS port (and the optional plain port): the request head, routing,
+//! static files (embedded or from `--www`), `/healthz`, `/ca.crt`, the Origin check for
+//! the WebSocket upgrade, and response encoding.
+//!
+//! Parsing and routing are plain functions over bytes, so they can be fuzzed; the only I/O
+//! is [`read_head`] and [`write_response`]. A request path never leaves the web root.
+
+use crate::config::MAX_HEAD_BYTES;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+/// Largest number of headers accepted in one request head.
+const MAX_HEADERS: usize = 48;
+
+/// The parts of a request head the server looks at.
+#[derive(Debug, Default, PartialEq)]
+pub struct Head {
+    pub method: String,
+    pub target: String,
+    pub host: Option<String>,
+    pub origin: Option<String>,
+    pub upgrade_websocket: bool,
+    pub connection_upgrade: bool,
+    pub ws_key: Option<String>,
+    pub ws_version: Option<String>,
+    pub if_none_match: Option<String>,
+    pub close: bool,
+    pub has_body: bool,
+}
+
+/// Why a request head could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// Longer than [`MAX_HEAD_BYTES`] (431).
+    TooLarge,
+    /// Not HTTP/1.x (400).
+    Malformed,
+    /// The peer closed or the socket failed before a full head arrived.
+    Closed,
+}
+
+/// Parse a request head from the start of `buf`. `Ok(None)`: not complete yet.
+/// On success also returns the head's length, so bytes after it are kept.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    let mut head = Head {
+        method: req.method.unwrap_or_default().to_owned(),
+        target: req.path.unwrap_or_default().to_owned(),
+        close: req.version == Some(0),
+        ..Head::default()
+    };
+    for h in req.headers.iter() {
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            continue;
+        };
+        let value = value.trim();
+        let has_token = |t: &str| value.split(',').any(|v| v.trim().eq_ignore_ascii_case(t));
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            head.host = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.origin = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            head.upgrade_websocket = has_token("websocket");
+        } else if name.eq_ignore_ascii_case("connection") {
+            head.connection_upgrade |= has_token("upgrade");
+            head.close |= has_token("close");
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            head.ws_key = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            head.ws_version = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            head.if_none_match = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            head.has_body |= value != "0";
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            head.has_body = true;
+        }
+    }
+    Ok(Some((head, len)))
+}
+
+/// Read one request head into `buf` (which may already hold bytes from the previous
+/// request). Returns the head and its length; the caller drains the consumed bytes.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<(Head, usize), HeadError> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        if let Some(done) = parse_head(buf)? {
+            return Ok(done);
+        }
+        let room = (MAX_HEAD_BYTES + 1 - buf.len().min(MAX_HEAD_BYTES)).min(chunk.len());
+        let n = io
+            .read(&mut chunk[..room])
+            .await
+            .map_err(|_| HeadError::Closed)?;
+        if n == 0 {
+            return Err(HeadError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A `Host` value safe to echo into headers: host name, IPv4 or bracketed IPv6, optional
+/// port. Anything else (spaces, quotes, semicolons) is refused.
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}
+
+/// `scheme://host[:port]` lower-cased with the scheme's default port dropped; `None` when
+/// it is not such an origin.
+pub fn normalize_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim().trim_end_matches('/');
+    let (scheme, rest) = origin.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return None,
+    };
+    if !valid_host(rest) {
+        return None;
+    }
+    let mut host = rest.to_ascii_lowercase();
+    if host.ends_with(default_port) {
+        host.truncate(host.len() - default_port.len());
+    }
+    Some(format!("{scheme}://{host}"))
+}
+
+/// Whether a WebSocket upgrade with this `Origin` may proceed: no Origin (native client),
+/// the page's own origin (`https://` + Host), or an `--allow-origin` entry.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Some(origin) = normalize_origin(origin) else {
+        return false;
+    };
+    let own = host.and_then(|h| normalize_origin(&format!("https://{h}")));
+    own.as_deref() == Some(origin.as_str()) || allowed.contains(&origin)
+}
+
+/// Turn a request target into a path relative to the web root: percent-decoded, query
+/// dropped, `/` → `index.html`. `None` for anything that could leave the root (`..`,
+/// absolute or drive paths, backslashes, NUL, invalid UTF-8).
+pub fn resolve_path(target: &str) -> Option<String> {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    if !path.starts_with('/') {
+        return None;
+    }
+    let decoded = percent_decode(path)?;
+    if decoded.contains(['\\', '\0']) {
+        return None;
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => continue,
+            ".." => return None,
+            s if s.contains(':') => return None,
+            s => {
+                if !out.is_empty() {
+                    out.push('/');
+                }
+                out.push_str(s);
+            }
+        }
+    }
+    if out.is_empty() || decoded.ends_with('/') {
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str("index.html");
+    }
+    Some(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Content-Type for a file name.
+pub fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    match ext.to_ascii_lowercase().as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        "wasm" => "application/wasm",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Where static files come from.
+pub enum Www {
+    /// The files compiled into the binary: (path, bytes, etag).
+    Embedded(&'static [(&'static str, &'static [u8], &'static str)]),
+    /// A directory, canonicalized at start.
+    Dir(PathBuf),
+}
+
+impl Www {
+    /// Look up a resolved relative path. Reads a `--www` file synchronously: files are
+    /// small and local, and the single thread owns no blocking pool.
+    pub fn get(&self, rel: &str) -> Option<(Cow<'static, [u8]>, Option<&'static str>)> {
+        match self {
+            Www::Embedded(files) => files
+                .iter()
+                .find(|(p, _, _)| *p == rel)
+                .map(|(_, body, etag)| (Cow::Borrowed(*body), Some(*etag))),
+            Www::Dir(root) => {
+                let full = root.join(rel).canonicalize().ok()?;
+                if !full.starts_with(root) || !full.is_file() {
+                    return None;
+                }
+                std::fs::read(full).ok().map(|b| (Cow::Owned(b), None))
+            }
+        }
+    }
+
+    /// Open a `--www` directory, canonicalized so symlinks out of it can be detected.
+    pub fn dir(path: &Path) -> std::io::Result<Www> {
+        let root = path.canonicalize()?;
+        if !root.is_dir() {
+            return Err(std::io::Error::other("not a directory"));
+        }
+        Ok(Www::Dir(root))
+    }
+}
+
+/// One HTTP response, encoded by [`write_response`].
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Cow<'static, [u8]>,
+    pub extra: Vec<(&'static str, String)>,
+    pub close: bool,
+    pub head_only: bool,
+}
+
+impl Response {
+    pub fn new(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Self {
+        Response {
+            status,
+            content_type,
+            body: body.into(),
+            extra: Vec::new(),
+            close: false,
+            head_only: false,
+        }
+    }
+
+    /// A short plain-text answer for an error status; the connection then closes.
+    pub fn error(status: u16) -> Self {
+        let mut r = Response::new(
+            status,
+            "text/plain; charset=utf-8",
+            format!("{} {}\n", status, reason(status)).into_bytes(),
+        );
+        r.close = true;
+        r
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.extra.push((name, value.into()));
+        self
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// The Content-Security-Policy for pages served to `host` (already validated).
+pub fn csp(host: &str) -> String {
+    format!(
+        "default-src 'self'; connect-src 'self' wss://{host}; img-src 'self' data: blob:; \
+         media-src 'self' blob: mediastream:; style-src 'self'; script-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// Encode and send a response.
+pub async fn write_response<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    r: &Response,
+) -> std::io::Result<()> {
+    use std::fmt::Write;
+    let mut head = String::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        r.body.len()
+    );
+    for (k, v) in &r.extra {
+        let _ = write!(head, "{k}: {v}\r\n");
+    }
+    head.push_str(if r.close {
+        "Connection: close\r\n\r\n"
+    } else {
+        "\r\n"
+    });
+    let mut out = head.into_bytes();
+    if !r.head_only && r.status != 304 {
+        out.extend_from_slice(&r.body);
+    }
+    io.write_all(&out).await?;
+    io.flush().await
+}
+
+/// What the server knows when answering an HTTP request.
+pub struct HttpCtx<'a> {
+    pub www: &'a Www,
+    /// The local CA in PEM, when the server made its own certificates.
+    pub ca_pem: Option<&'a [u8]>,
+    pub allowed_origins: &'a [String],
+    /// `/healthz` body, computed lazily.
+    pub health: &'a dyn Fn() -> String,
+}
+
+/// The routing decision for one request on the TLS port.
+#[derive(Debug)]
+pub enum Route {
+    /// A valid WebSocket upgrade on `/ws`; the value is `Sec-WebSocket-Accept`.
+    Upgrade(String),
+    Respond(Response),
+}
+
+/// Decide what to do with one request on the TLS port.
+pub fn route(head: &Head, ctx: &HttpCtx) -> Route {
+    let Some(host) = head.host.as_deref().filter(|h| valid_host(h)) else {
+        return Route::Respond(Response::error(400));
+    };
+    let get = head.method == "GET";
+    if !get && head.method != "HEAD" {
+        return Route::Respond(Response::error(405).header("Allow", "GET, HEAD"));
+    }
+    if head.has_body {
+        return Route::Respond(Response::error(400));
+    }
+    let path = head.target.split('?').next().unwrap_or("");
+    let mut resp = match path {
+        "/ws" => {
+            if !(get && head.upgrade_websocket && head.connection_upgrade) {
+                return Route::Respond(Response::error(426).header("Upgrade", "websocket"));
+            }
+            let (Some(key), Some("13")) = (head.ws_key.as_deref(), head.ws_version.as_deref())
+            else {
+                return Route::Respond(Response::error(400).header("Sec-WebSocket-Version", "13"));
+            };
+            if !origin_allowed(head.origin.as_deref(), Some(host), ctx.allowed_origins) {
+                return Route::Respond(Response::error(403));
+            }
+            let accept =
+                async_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            return Route::Upgrade(accept);
+        }
+        "/healthz" => Response::new(200, "application/json", (ctx.health)().into_bytes())
+            .header("Cache-Control", "no-store"),
+        "/ca.crt" => match ctx.ca_pem {
+            Some(pem) => Response::new(200, "application/x-x509-ca-cert", pem.to_vec())
+                .header(
+                    "Content-Disposition",
+                    "attachment; filename=\"intercom-ca.crt\"",
+                )
+                .header("Cache-Control", "no-cache"),
+            None => Response::error(404),
+        },
+        _ => match resolve_path(&head.target).and_then(|rel| Some((ctx.www.get(&rel)?, rel))) {
+            Some(((body, etag), rel)) => {
+                let fresh = etag.is_some_and(|e| head.if_none_match.as_deref() == Some(e));
+                let mut r = Response::new(if fresh { 304 } else { 200 }, content_type(&rel), body)
+                    .header("Cache-Control", "no-cache")
+                    .header("Content-Security-Policy", csp(host));
+                if let Some(e) = etag {
+                    r = r.header("ETag", e);
+                }
+                r
+            }
+            None => Response::error(404),
+        },
+    };
+    resp.head_only = !get;
+    resp.close |= head.close;
+    Route::Respond(resp)
+}
+
+/// The page the plain-HTTP port shows at `/`: trust the appliance, then continue.
+fn guide_page(https_origin: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<title>Intercom - set up this tablet</title></head>\
+<body><main><h1>Set up this tablet</h1>\
+<p>This intercom uses its own certificate so that camera and microphone work on your \
+network without the internet. Do this once on each tablet:</p>\
+<ol><li><a href=\"/ca.crt\">Download the intercom certificate</a>.</li>\
+<li>Install it: on iPhone/iPad open Settings, Profile Downloaded, Install; then Settings, \
+General, About, Certificate Trust Settings and turn it on. On Android open Settings, \
+Security, Encryption &amp; credentials, Install a certificate, CA certificate.</li>\
+<li><a href=\"{https_origin}/\">Continue to the intercom</a>.</li></ol>\
+<p>Korean / 한국어: 인증서를 내려받아 설치한 뒤 <a href=\"{https_origin}/\">인터폰 열기</a>.</p>\
+</main></body></html>"
+    )
+}
+
+/// Decide what to do with one request on the plain-HTTP port: `/ca.crt`, the guide at
+/// `/`, and a redirect to the HTTPS origin for everything else.
+pub fn route_plain(head: &Head, ca_pem: Option<&[u8]>, https_port: u16) -> Response {
+    let Some(host) = head.host.as_deref().filter(|h| valid_host(h)) else {
+        return Response::error(400);
+    };
+    if head.method != "GET" && head.method != "HEAD" {
+        return Response::error(405).header("Allow", "GET, HEAD");
+    }
+    let bare = strip_port(host);
+    let origin = if https_port == 443 {
+        format!("https://{bare}")
+    } else {
+        format!("https://{bare}:{https_port}")
+    };
+    let path = head.target.split('?').next().unwrap_or("");
+    let mut r = match (path, ca_pem) {
+        ("/ca.crt", Some(pem)) => Response::new(200, "application/x-x509-ca-cert", pem.to_vec())
+            .header(
+                "Content-Disposition",
+                "attachment; filename=\"intercom-ca.crt\"",
+            ),
+        ("/", Some(_)) => Response::new(
+            200,
+            "text/html; charset=utf-8",
+            guide_page(&origin).into_bytes(),
+        )
+        .header(
+            "Content-Security-Policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        _ => {
+            let target = if head.target.starts_with('/') {
+                head.target.as_str()
+            } else {
+                "/"
+            };
+            let mut r = Response::error(301).header("Location", format!("{origin}{target}"));
+            r.close = false;
+            r
+        }
+    };
+    r.extra.push(("Cache-Control", "no-cache".into()));
+    r.head_only = head.method == "HEAD";
+    r.close |= head.close;
+    r
+}
+
+/// `host:port` → `host`, keeping bracketed IPv6 literals whole.
+fn strip_port(host: &str) -> &str {
+    if let Some(end) = host.find(']') {
+        return &host[..=end];
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_and_refuses_escapes() {
+        assert_eq!(resolve_path("/").as_deref(), Some("index.html"));
+        assert_eq!(resolve_path("/app.js?v=1").as_deref(), Some("app.js"));
+        assert_eq!(resolve_path("/a/").as_deref(), Some("a/index.html"));
+        assert_eq!(resolve_path("/%61pp.js").as_deref(), Some("app.js"));
+        for bad in [
+            "/../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E%2Fetc",
+            "/a/../../b",
+            "//etc/passwd/..",
+            "/..%5cwin",
+            "/%00",
+            "/%zz",
+            "/c:/x",
+            "http://x/",
+            "*",
+        ] {
+            assert_eq!(resolve_path(bad), None, "{bad}");
+        }
+        // Leading slashes collapse: never an absolute path on disk.
+        assert_eq!(resolve_path("//etc/passwd").as_deref(), Some("etc/passwd"));
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            normalize_origin("HTTPS://Pi.Local:443").as_deref(),
+            Some("https://pi.local")
+        );
+        assert_eq!(
+            normalize_origin("https://pi.local:8443/").as_deref(),
+            Some("https://pi.local:8443")
+        );
+        assert!(origin_allowed(None, Some("x"), &[]));
+        assert!(origin_allowed(
+            Some("https://PI.local"),
+            Some("pi.local:443"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            Some("https://evil.example"),
+            Some("pi.local"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            Some("http://pi.local"),
+            Some("pi.local"),
+            &[]
+        ));
+        assert!(!origin_allowed(Some("null"), Some("pi.local"), &[]));
+        let allow = vec!["https://kiosk.lan:8443".to_string()];
+        assert!(origin_allowed(
+            Some("https://kiosk.lan:8443"),
+            Some("pi.local"),
+            &allow
+        ));
+    }
+
+    #[test]
+    fn heads() {
+        let raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\nrest";
+        let (h, len) = parse_head(raw).unwrap().unwrap();
+        assert_eq!(&raw[len..], b"rest");
+        assert!(h.upgrade_websocket && h.connection_upgrade);
+        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHo"), Ok(None));
+        assert_eq!(
+            parse_head(b"\x16\x03\x01garbage\r\n\r\n").err(),
+            Some(HeadError::Malformed)
+        );
+        let long = vec![b'a'; MAX_HEAD_BYTES + 1];
+        assert!(parse_head(&long).is_err());
+        assert_eq!(strip_port("[::1]:8443"), "[::1]");
+        assert_eq!(strip_port("pi.local:80"), "pi.local");
+    }
+}

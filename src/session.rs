@@ -1,0 +1,516 @@
+//! One WebSocket's life, run to completion: set up its outbox and writer, read frames
+//! until something ends it, then clean up (free the name, hang up its call, say goodbye
+//! with the right close code). All protocol decisions are delegated to `relay.rs`; this
+//! file only moves bytes and keeps time.
+//!
+//! Tasks per connection, all on the one thread: the session (reads), a writer (drains
+//! the bounded outbox into the socket) and a ticker (pings, idle and register timeouts).
+//! The peer table is borrowed only inside the synchronous `deliver`/`relay` calls, never
+//! across an `.await`.
+
+use crate::peers::{ConnId, Token};
+use crate::protocol::{ClientMsg, ErrorCode, Name, ServerMsg, decode};
+use crate::relay::{self, Effect, Effects, RegisterCtx, To};
+use crate::server::Shared;
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes, error::CapacityError};
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use smol::channel::{self, Receiver, Sender};
+use smol::{LocalExecutor, Timer};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a closing connection may take to flush its last frames and close handshake.
+const CLOSE_GRACE: Duration = Duration::from_millis(1000);
+/// Over the rate limit for this long without a break → the connection is closed.
+const RATE_GRACE: Duration = Duration::from_secs(5);
+
+/// Something queued for a connection's writer.
+#[derive(Debug)]
+pub enum Out {
+    Text(Utf8Bytes),
+    Ping,
+}
+
+/// Why someone else ends a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// A resume with the right token took over the name (4001).
+    Replaced,
+    /// A relay found the outbox full (1008).
+    SlowConsumer,
+    /// No `register` within `--register-timeout` (4000).
+    RegisterTimeout,
+    /// No frame within `--idle-timeout`: dropped.
+    Idle,
+}
+
+/// How the peer table reaches a connection: its outbox and its kick channel.
+#[derive(Debug, Clone)]
+pub struct Link {
+    outbox: Sender<Out>,
+    kick: Sender<Kick>,
+}
+
+/// Why a session ended; decides the close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client closed or the socket died.
+    Gone,
+    Kicked(Kick),
+    /// A message over `--max-message` (1009).
+    TooLarge,
+    /// Still over the rate limit after [`RATE_GRACE`] (1008).
+    RateLimit,
+    /// Broken framing (1002) or invalid UTF-8 in a text frame (1007).
+    Protocol(CloseCode),
+    /// The server is stopping (1001).
+    Shutdown,
+}
+
+impl End {
+    /// The close frame to send, if any.
+    fn close_frame(self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::Gone | End::Kicked(Kick::Idle) => return None,
+            End::Kicked(Kick::Replaced) => (CloseCode::Library(4001), "replaced"),
+            End::Kicked(Kick::SlowConsumer) => (CloseCode::Policy, "slow consumer"),
+            End::Kicked(Kick::RegisterTimeout) => (CloseCode::Library(4000), "register timeout"),
+            End::TooLarge => (CloseCode::Size, "message too large"),
+            End::RateLimit => (CloseCode::Policy, "rate limit"),
+            End::Protocol(code) => (code, "protocol error"),
+            End::Shutdown => (CloseCode::Away, "server shutting down"),
+        };
+        Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })
+    }
+}
+
+/// WebSocket limits sized for small signaling messages: a 4 KiB read buffer, no write
+/// buffering (each message is written through at once).
+pub fn ws_config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_message * 2 + 1024)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
+
+/// A token bucket per connection.
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+    over_since: Option<Instant>,
+}
+
+enum Verdict {
+    Pass,
+    Refuse,
+    Close,
+}
+
+impl RateLimit {
+    fn new(burst: f64) -> Self {
+        RateLimit {
+            tokens: burst,
+            last: Instant::now(),
+            over_since: None,
+        }
+    }
+
+    fn check(&mut self, now: Instant, rate: f64, burst: f64) -> Verdict {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.over_since = None;
+            return Verdict::Pass;
+        }
+        let since = *self.over_since.get_or_insert(now);
+        if now.duration_since(since) >= RATE_GRACE {
+            Verdict::Close
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
+/// Read a 192-bit resume token from the OS random source, URL-safe base64 (32 chars).
+fn fresh_token(shared: &Shared) -> Token {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut raw = [0u8; 24];
+    shared.random(&mut raw);
+    let mut t = Token::new();
+    for chunk in raw.chunks(3) {
+        let n = (chunk[0] as u32) << 16 | (chunk[1] as u32) << 8 | chunk[2] as u32;
+        for shift in [18, 12, 6, 0] {
+            let _ = t.push(ALPHABET[(n >> shift) as usize & 63] as char);
+        }
+    }
+    t
+}
+
+/// Carry out relay effects. Replies to the acting connection are returned for the caller
+/// to queue (it may wait on its own outbox); everything else is queued without waiting,
+/// and a full outbox cuts that receiver, never the sender.
+pub fn deliver<'ex>(
+    ex: &'ex LocalExecutor<'ex>,
+    shared: &Rc<Shared>,
+    fx: Effects<Link>,
+    mine: &mut heapless::Vec<String, 4>,
+) {
+    let peers = shared.peers.borrow();
+    for effect in fx {
+        match effect {
+            Effect::Send { to: To::Me, text } => {
+                let _ = mine.push(text);
+            }
+            Effect::Send {
+                to: To::Peer(name),
+                text,
+            } => {
+                if let Some(p) = peers.by_name(&name) {
+                    offer(&p.link, Out::Text(text.into()));
+                }
+            }
+            Effect::Send {
+                to: To::AllExcept(name),
+                text,
+            } => {
+                let text = Utf8Bytes::from(text);
+                for p in peers.iter().filter(|p| p.name != name) {
+                    offer(&p.link, Out::Text(text.clone()));
+                }
+            }
+            Effect::Replace(old) => {
+                let _ = old.kick.try_send(Kick::Replaced);
+            }
+            Effect::Ring {
+                caller,
+                callee,
+                ring,
+            } => {
+                let shared = shared.clone();
+                ex.spawn(ring_timer(ex, shared, caller, callee, ring))
+                    .detach();
+            }
+        }
+    }
+}
+
+/// Queue for another connection; a full outbox means it is not keeping up: cut it.
+fn offer(link: &Link, out: Out) {
+    if let Err(channel::TrySendError::Full(_)) = link.outbox.try_send(out) {
+        let _ = link.kick.try_send(Kick::SlowConsumer);
+    }
+}
+
+async fn ring_timer<'ex>(
+    ex: &'ex LocalExecutor<'ex>,
+    shared: Rc<Shared>,
+    caller: Name,
+    callee: Name,
+    ring: u64,
+) {
+    Timer::after(shared.cfg.ring_timeout).await;
+    let fx = relay::ring_timeout(&mut shared.peers.borrow_mut(), &caller, &callee, ring);
+    deliver(ex, &shared, fx, &mut heapless::Vec::new());
+}
+
+/// The writer: drains the outbox into the socket. On a close request it writes what is
+/// still queued, then the close frame.
+async fn writer<S>(
+    mut ws: async_tungstenite::WebSocketSender<S>,
+    outbox: Receiver<Out>,
+    close: Receiver<Option<CloseFrame>>,
+    drained: Sender<()>,
+    half: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let send = |out| match out {
+        Out::Text(t) => Message::Text(t),
+        Out::Ping => Message::Ping(Default::default()),
+    };
+    loop {
+        let next = async { outbox.recv().await.ok().map(Ok) }
+            .or(async { close.recv().await.ok().map(Err) })
+            .await;
+        match next {
+            Some(Ok(out)) => {
+                if ws.send(send(out)).await.is_err() {
+                    return;
+                }
+                if outbox.len() < half {
+                    let _ = drained.try_send(());
+                }
+            }
+            Some(Err(frame)) => {
+                while let Ok(out) = outbox.try_recv() {
+                    if ws.send(send(out)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = ws.close(frame).await;
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Pings on schedule and ends the session on silence or a missing `register`.
+async fn ticker(
+    shared: Rc<Shared>,
+    outbox: Sender<Out>,
+    kick: Sender<Kick>,
+    last_rx: Rc<Cell<Instant>>,
+    registered: Rc<Cell<bool>>,
+) {
+    let cfg = &shared.cfg;
+    let register_by = Instant::now() + cfg.register_timeout;
+    let mut next_ping = Instant::now() + cfg.ping_interval;
+    loop {
+        let idle_at = last_rx.get() + cfg.idle_timeout;
+        let mut wake = idle_at.min(next_ping);
+        if !registered.get() {
+            wake = wake.min(register_by);
+        }
+        Timer::at(wake).await;
+        let now = Instant::now();
+        if !registered.get() && now >= register_by {
+            let _ = kick.try_send(Kick::RegisterTimeout);
+            return;
+        }
+        if now >= last_rx.get() + cfg.idle_timeout {
+            let _ = kick.try_send(Kick::Idle);
+            return;
+        }
+        if now >= next_ping {
+            // A full outbox already keeps the socket busy; skipping a ping is harmless.
+            let _ = outbox.try_send(Out::Ping);
+            next_ping = now + cfg.ping_interval;
+        }
+    }
+}
+
+/// What woke the read loop.
+enum Event {
+    Frame(Option<Result<Message, WsError>>),
+    Kicked(Kick),
+    Stop,
+    Drained,
+}
+
+/// Run one WebSocket connection to completion. `part` holds bytes read past the request
+/// head, if any.
+pub async fn run<'ex, S>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, stream: S, part: Vec<u8>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'ex,
+{
+    let cfg = &shared.cfg;
+    let ws = WebSocketStream::from_partially_read(
+        stream,
+        part,
+        Role::Server,
+        Some(ws_config(cfg.max_message)),
+    )
+    .await;
+    let conn = shared.next_conn();
+    let _open = shared.ws_opened();
+    let (sink, mut frames) = ws.split();
+    let (out_tx, out_rx) = channel::bounded(cfg.outbox);
+    let (kick_tx, kick_rx) = channel::bounded(1);
+    let (close_tx, close_rx) = channel::bounded(1);
+    let (drained_tx, drained_rx) = channel::bounded(1);
+    let half = cfg.outbox / 2;
+    let writer = ex.spawn(writer(sink, out_rx, close_rx, drained_tx, half));
+    let last_rx = Rc::new(Cell::new(Instant::now()));
+    let registered = Rc::new(Cell::new(false));
+    let ticker = ex.spawn(ticker(
+        shared.clone(),
+        out_tx.clone(),
+        kick_tx.clone(),
+        last_rx.clone(),
+        registered.clone(),
+    ));
+    let link = Link {
+        outbox: out_tx.clone(),
+        kick: kick_tx,
+    };
+    let mut rate = RateLimit::new(cfg.burst);
+    let stop = shared.stop.clone();
+
+    let end = loop {
+        // Backpressure: stop reading while our own outbox is half full.
+        let reading = out_tx.len() < half.max(1);
+        let event = async {
+            if reading {
+                Event::Frame(frames.next().await)
+            } else {
+                let _ = drained_rx.recv().await;
+                Event::Drained
+            }
+        }
+        .or(async {
+            match kick_rx.recv().await {
+                Ok(k) => Event::Kicked(k),
+                Err(_) => Event::Stop,
+            }
+        })
+        .or(async {
+            let _ = stop.recv().await;
+            Event::Stop
+        })
+        .await;
+        let msg = match event {
+            Event::Drained => continue,
+            Event::Kicked(k) => break End::Kicked(k),
+            Event::Stop => break End::Shutdown,
+            Event::Frame(None) => break End::Gone,
+            Event::Frame(Some(Err(e))) => break read_error(&e),
+            Event::Frame(Some(Ok(msg))) => msg,
+        };
+        let now = Instant::now();
+        last_rx.set(now);
+        let (text, binary) = match &msg {
+            Message::Text(t) => (t.as_str(), false),
+            Message::Binary(_) => ("", true),
+            Message::Close(_) => break End::Gone,
+            _ => continue, // ping/pong: liveness only (tungstenite answers pings itself)
+        };
+        let decoded = if binary {
+            Err(crate::protocol::DecodeError {
+                id: None,
+                detail: "binary frames are not part of the protocol",
+            })
+        } else {
+            decode(text)
+        };
+        let mut mine: heapless::Vec<String, 4> = heapless::Vec::new();
+        match rate.check(now, cfg.rate, cfg.burst) {
+            Verdict::Pass => {}
+            Verdict::Refuse => {
+                let id = match &decoded {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id,
+                };
+                let _ = mine.push(ServerMsg::error(id, ErrorCode::RateLimited).encode());
+            }
+            Verdict::Close => break End::RateLimit,
+        }
+        if mine.is_empty() {
+            match decoded {
+                Err(e) => {
+                    log::debug!("connection {conn}: bad message: {}", e.detail);
+                    let err = ServerMsg::Error {
+                        id: e.id,
+                        code: ErrorCode::BadMessage.as_str(),
+                        message: e.detail,
+                    };
+                    let _ = mine.push(err.encode());
+                }
+                Ok((id, msg)) => {
+                    let fx = handle(&shared, conn, &link, registered.get(), id, &msg);
+                    registered.set(shared.peers.borrow().by_conn(conn).is_some());
+                    deliver(ex, &shared, fx, &mut mine);
+                }
+            }
+        }
+        for text in mine {
+            if out_tx.send(Out::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    };
+
+    // Cleanup always runs: free the name and tell the partner and everyone else.
+    drop(ticker);
+    let fx = relay::disconnect(&mut shared.peers.borrow_mut(), conn);
+    deliver(ex, &shared, fx, &mut heapless::Vec::new());
+    match end {
+        End::Kicked(Kick::Replaced) => log::info!("connection {conn} replaced by a resume"),
+        End::Kicked(k) => log::info!("connection {conn} closed: {k:?}"),
+        End::Gone | End::Shutdown => log::debug!("connection {conn} closed: {end:?}"),
+        other => log::info!("connection {conn} closed: {other:?}"),
+    }
+    if end == End::TooLarge {
+        let err = ServerMsg::error(None, ErrorCode::TooLarge).encode();
+        let _ = out_tx.try_send(Out::Text(err.into()));
+    }
+    let frame = end.close_frame();
+    let polite = frame.is_some() && end != End::Kicked(Kick::SlowConsumer);
+    let _ = close_tx.try_send(frame);
+    let grace = if end == End::Kicked(Kick::SlowConsumer) {
+        CLOSE_GRACE / 4
+    } else {
+        CLOSE_GRACE
+    };
+    let finish = async {
+        writer.await;
+        // Wait for the client's side of the close handshake, then drop the socket.
+        if polite {
+            while let Some(Ok(_)) = frames.next().await {}
+        }
+    };
+    finish
+        .or(async {
+            Timer::after(grace).await;
+        })
+        .await;
+}
+
+/// Map a read error to how the session ends.
+fn read_error(e: &WsError) -> End {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => End::TooLarge,
+        WsError::Utf8(_) => End::Protocol(CloseCode::Invalid),
+        WsError::Protocol(_) | WsError::Capacity(_) => End::Protocol(CloseCode::Protocol),
+        _ => End::Gone,
+    }
+}
+
+/// One decoded message from connection `conn`, turned into effects.
+fn handle(
+    shared: &Rc<Shared>,
+    conn: ConnId,
+    link: &Link,
+    registered: bool,
+    id: Option<u32>,
+    msg: &ClientMsg,
+) -> Effects<Link> {
+    let cfg = &shared.cfg;
+    match msg {
+        ClientMsg::Register { name, token, key } => {
+            let ctx = RegisterCtx {
+                access_key: cfg.access_key.as_deref(),
+                ice_servers: &cfg.ice_servers,
+            };
+            let fresh = fresh_token(shared);
+            relay::register(
+                &mut shared.peers.borrow_mut(),
+                &ctx,
+                conn,
+                link.clone(),
+                registered,
+                id,
+                (name, token.as_deref(), key.as_deref()),
+                fresh,
+            )
+        }
+        _ if !registered => {
+            let mut fx = Effects::new();
+            let text = ServerMsg::error(id, ErrorCode::NotRegistered).encode();
+            let _ = fx.push(Effect::Send { to: To::Me, text });
+            fx
+        }
+        _ => relay::handle(&mut shared.peers.borrow_mut(), conn, id, msg),
+    }
+}
