@@ -1,0 +1,472 @@
+//! Shared test helpers: start the real `intercomd` binary on 127.0.0.1:0 with a temporary
+//! state directory, and talk to it over real TLS (trusting the CA it generated) with real
+//! WebSocket clients.
+//!
+//! `INTERCOMD_BIN` overrides the binary (e.g. an ARM build) and `INTERCOMD_RUNNER` is a
+//! command prefix to run it through (e.g. `qemu-arm-static`), so the same tests prove a
+//! cross-built server.
+#![allow(dead_code)]
+
+use async_native_tls::{Certificate, TlsConnector, TlsStream};
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use serde_json::{Value, json};
+use smol::net::TcpStream;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for a message it expects. Generous: emulated ARM is slow.
+pub fn patience() -> Duration {
+    if std::env::var_os("INTERCOMD_RUNNER").is_some() {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(5)
+    }
+}
+
+/// A running server process.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub state: tempfile::TempDir,
+    pub ca_pem: Vec<u8>,
+    log: Arc<Mutex<String>>,
+}
+
+/// The binary under test and the command prefix to run it through.
+fn command() -> Command {
+    let bin = std::env::var("INTERCOMD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_intercomd")));
+    match std::env::var("INTERCOMD_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut parts = runner.split_whitespace();
+            let mut c = Command::new(parts.next().unwrap());
+            c.args(parts).arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
+/// Start the server with short test intervals plus `args` (later flags win).
+pub fn start_server(args: &[&str]) -> Server {
+    let state = tempfile::tempdir().expect("temp dir");
+    start_in(state, args)
+}
+
+/// Start the server in an existing state directory (e.g. to restart with the same CA).
+pub fn start_in(state: tempfile::TempDir, args: &[&str]) -> Server {
+    let mut cmd = command();
+    cmd.args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(state.path())
+        .args(["--log-level", "debug"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn intercomd");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if std::env::var_os("INTERCOMD_TEST_LOG").is_some() {
+                eprintln!("server: {line}");
+            }
+            if let Some(at) = line.find("listening on ") {
+                let addr = line[at + 13..].split_whitespace().next().unwrap_or("");
+                if let (Some(t), Ok(addr)) = (tx.take(), addr.parse::<SocketAddr>()) {
+                    let _ = t.send(addr);
+                }
+            }
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let addr = match rx.recv_timeout(patience() * 3) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("server did not start; log:\n{}", log.lock().unwrap());
+        }
+    };
+    let ca_pem = std::fs::read(state.path().join("ca.crt")).unwrap_or_default();
+    Server {
+        child: Some(child),
+        addr,
+        state,
+        ca_pem,
+        log,
+    }
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        let until = Instant::now() + patience();
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < until,
+                "log never said {needle:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A TLS connection to the server that trusts its CA.
+    pub async fn tls(&self) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.expect("tcp connect");
+        tcp.set_nodelay(true).unwrap();
+        let connector = TlsConnector::new()
+            .add_root_certificate(Certificate::from_pem(&self.ca_pem).expect("CA pem"));
+        connector
+            .connect("localhost", tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Open a WebSocket at /ws (not registered yet).
+    pub async fn client(&self) -> Client {
+        self.client_with(&[]).await.expect("websocket upgrade")
+    }
+
+    /// Open a WebSocket with extra request headers.
+    pub async fn client_with(&self, headers: &[(&str, &str)]) -> Result<Client, WsError> {
+        use async_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("wss://localhost:{}/ws", self.addr.port())
+            .into_client_request()
+            .unwrap();
+        for (k, v) in headers {
+            use async_tungstenite::tungstenite::http::HeaderName;
+            let name = HeaderName::from_bytes(k.as_bytes()).expect("header name");
+            req.headers_mut()
+                .insert(name, v.parse().expect("header value"));
+        }
+        let tls = self.tls().await;
+        let cfg = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (ws, _) = async_tungstenite::client_async_with_config(req, tls, Some(cfg)).await?;
+        Ok(Client {
+            ws,
+            name: String::new(),
+        })
+    }
+
+    /// Open a WebSocket and register `name`; returns the client and the `registered` reply.
+    pub async fn register(&self, name: &str) -> (Client, Value) {
+        let mut c = self.client().await;
+        c.send(json!({"type": "register", "name": name})).await;
+        let reply = c.recv().await;
+        assert_eq!(reply["type"], "registered", "register {name}: {reply}");
+        c.name = name.to_string();
+        (c, reply)
+    }
+
+    /// One HTTP/1.1 request over TLS; returns (status, head, body).
+    pub async fn http(&self, request: &str) -> (u16, String, Vec<u8>) {
+        let mut tls = self.tls().await;
+        tls.write_all(request.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut raw = Vec::new();
+        let _ = tls
+            .read_to_end(&mut raw)
+            .or(async {
+                smol::Timer::after(patience()).await;
+                Ok(0)
+            })
+            .await;
+        parse_response(&raw)
+    }
+
+    /// GET `path` with a matching Host and `Connection: close`.
+    pub async fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let port = self.addr.port();
+        self.http(&format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+        ))
+        .await
+    }
+
+    /// `/healthz` as JSON.
+    pub async fn health(&self) -> Value {
+        let (status, _, body) = self.get("/healthz").await;
+        assert_eq!(status, 200);
+        serde_json::from_slice(&body).expect("healthz JSON")
+    }
+
+    /// Poll `/healthz` until `pred` holds.
+    pub async fn wait_health(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let until = Instant::now() + patience();
+        loop {
+            let h = self.health().await;
+            if pred(&h) {
+                return h;
+            }
+            assert!(Instant::now() < until, "health never matched: {h}");
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Names of the server's threads, from /proc.
+    pub fn threads(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .unwrap()
+            .flatten()
+            .map(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Open file descriptors of the server.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// A `/proc/<pid>/status` field in kB (e.g. "VmRSS").
+    pub fn status_kb(&self, field: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        s.lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Send SIGTERM and wait for the exit (at most `patience()`).
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return (st, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < patience(),
+                "server did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kill the server and hand back its state directory for a restart.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.state, tmp)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn parse_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, raw[split..].to_vec())
+}
+
+/// The value of a response header (case-insensitive name).
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// One WebSocket client.
+pub struct Client {
+    pub ws: WebSocketStream<TlsStream<TcpStream>>,
+    pub name: String,
+}
+
+/// How a connection ended, seen from the client.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    /// A close frame with this code and reason.
+    Frame(u16, String),
+    /// The connection ended without a close frame.
+    Dropped,
+}
+
+impl Client {
+    pub async fn send(&mut self, msg: Value) {
+        self.send_text(&msg.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .expect("send text frame");
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) -> Result<(), WsError> {
+        self.ws.send(msg).await
+    }
+
+    /// Next text message as JSON; panics after `patience()` or on anything else.
+    pub async fn recv(&mut self) -> Value {
+        let who = self.name.clone();
+        match self.next().await {
+            Some(Message::Text(t)) => serde_json::from_str(&t).expect("server sent JSON"),
+            other => panic!("{who}: expected a text message, got {other:?}"),
+        }
+    }
+
+    /// Next message of the given type, skipping presence updates (`peer`) on the way.
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["type"] == ty {
+                return m;
+            }
+            assert_eq!(m["type"], "peer", "{}: expected {ty}, got {m}", self.name);
+        }
+    }
+
+    /// Next frame that is not a ping/pong, or `None` at the end of the stream.
+    pub async fn next(&mut self) -> Option<Message> {
+        let deadline = patience();
+        let read = async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(m)) => return Some(m),
+                    _ => return None,
+                }
+            }
+        };
+        read.or(async {
+            smol::Timer::after(deadline).await;
+            panic!("no message within {deadline:?}");
+        })
+        .await
+    }
+
+    /// Read until the connection ends; returns how it ended. Text messages on the way are
+    /// collected into the second value.
+    pub async fn closed(&mut self) -> (Closed, Vec<Value>) {
+        let mut seen = Vec::new();
+        loop {
+            match self.next().await {
+                Some(Message::Text(t)) => seen.push(serde_json::from_str(&t).unwrap()),
+                Some(Message::Close(Some(CloseFrame { code, reason }))) => {
+                    return (Closed::Frame(code.into(), reason.to_string()), seen);
+                }
+                Some(Message::Close(None)) | None => return (Closed::Dropped, seen),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Assert nothing but pings arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        let got = async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    other => return Some(other),
+                }
+            }
+        }
+        .or(async {
+            smol::Timer::after(d).await;
+            None
+        })
+        .await;
+        if let Some(m) = got {
+            panic!("{}: expected silence, got {m:?}", self.name);
+        }
+    }
+
+    /// Send `msg` with an `id` and return the server's answer to it.
+    pub async fn request(&mut self, mut msg: Value, id: u32) -> Value {
+        msg["id"] = json!(id);
+        self.send(msg).await;
+        loop {
+            let m = self.recv().await;
+            if m["id"] == json!(id) {
+                return m;
+            }
+            assert_eq!(m["type"], "peer", "{}: unexpected {m}", self.name);
+        }
+    }
+}
+
+/// Run an async test body on a fresh single-threaded executor.
+pub fn run<F: std::future::Future<Output = ()>>(f: F) {
+    smol::block_on(f)
+}
+
+/// Register `a` and `b` and put them in an accepted call (presence noise drained).
+pub async fn call_pair(server: &Server, a: &str, b: &str) -> (Client, Client) {
+    let (mut ca, _) = server.register(a).await;
+    let (mut cb, _) = server.register(b).await;
+    let ack = ca.request(json!({"type": "call", "to": b}), 1).await;
+    assert_eq!(ack, json!({"type": "ack", "id": 1}));
+    assert_eq!(
+        cb.recv_type("call").await,
+        json!({"type": "call", "from": a})
+    );
+    let ack = cb.request(json!({"type": "accept", "to": a}), 2).await;
+    assert_eq!(ack, json!({"type": "ack", "id": 2}));
+    assert_eq!(
+        ca.recv_type("accept").await,
+        json!({"type": "accept", "from": b})
+    );
+    (ca, cb)
+}
