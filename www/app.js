@@ -1,0 +1,775 @@
+// The intercom page: screens, presence, the call flow and kiosk behaviour.
+// Talks to intercomd through signaling.js and to the other tablet through call.js.
+//
+// URL parameters (for a wall tablet's bookmark):
+//   name=door      preset this device's name
+//   autoanswer=1   answer incoming calls by themselves after one ring
+//   audio=0        start calls with the camera off (video=0 is the same)
+//   ptt=1          push-to-talk: hold a big button to open the microphone
+//   lang=ko        force the language (en, ko)
+//   key=…          access key, when the appliance was started with --access-key
+//   kiosk=1        kiosk behaviour without presetting a name
+
+import { t, pickLang, setLang, translateDom } from './i18n.js';
+import { Signaling } from './signaling.js';
+import { Call } from './call.js';
+import { getLocalMedia, stopStream } from './media.js';
+import * as sound from './sound.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const flag = (name) => ['1', 'true', 'yes', 'on'].includes((params.get(name) || '').toLowerCase());
+const flagOff = (name) => ['0', 'false', 'no', 'off'].includes((params.get(name) || '').toLowerCase());
+
+const NAME_KEY = 'intercom.name';
+const PTT_KEY = 'intercom.ptt';
+const CAM_KEY = 'intercom.camera';
+const KEY_KEY = 'intercom.key';
+const NOTICE_MS = 8000;
+const AUTOANSWER_MS = 2500;
+
+const store = {
+  get(k) {
+    try {
+      return localStorage.getItem(k);
+    } catch {
+      return null;
+    }
+  },
+  set(k, v) {
+    try {
+      if (v === null || v === undefined) localStorage.removeItem(k);
+      else localStorage.setItem(k, v);
+    } catch {
+      // storage disabled: settings last for this visit only
+    }
+  },
+};
+
+const kiosk = params.has('name') || flag('autoanswer') || flag('kiosk');
+const autoAnswer = flag('autoanswer');
+if (params.has('ptt')) store.set(PTT_KEY, flag('ptt') ? '1' : '0');
+if (flagOff('audio') || flagOff('video')) store.set(CAM_KEY, '0');
+if (params.has('key')) store.set(KEY_KEY, params.get('key'));
+
+/** Everything the screens show, in one place. */
+const S = {
+  screen: 'boot',
+  me: null,
+  peers: new Map(), // name -> 'online' | 'busy'
+  partner: null,
+  call: null, // Call
+  media: null, // result of getLocalMedia()
+  mediaPromise: null,
+  callStarted: 0,
+  notice: null, // {key, text}
+  micOn: true,
+  camOn: true,
+  pttHeld: false,
+  editingFromList: false,
+  iceServers: [],
+  autoAnswerTimer: null,
+  noticeTimer: null,
+  timerInterval: null,
+  remoteBlocked: false,
+};
+
+const wsUrl = `${location.protocol === 'http:' ? 'ws' : 'wss'}://${location.host}/ws`;
+const sig = new Signaling(wsUrl);
+
+const pttMode = () => store.get(PTT_KEY) === '1';
+const cameraAtStart = () => store.get(CAM_KEY) !== '0';
+
+// ---------------------------------------------------------------- screens
+
+function show(screen) {
+  S.screen = screen;
+  for (const el of document.querySelectorAll('.screen')) el.hidden = el.id !== `screen-${screen}`;
+  document.body.dataset.screen = screen;
+  updateWakeLock();
+  updateSoundGate();
+}
+
+function avatar(el, name) {
+  const ch = Array.from(name.trim())[0] || '?';
+  el.textContent = ch.toUpperCase();
+  el.style.setProperty('--hue', String(hue(name)));
+}
+
+function hue(name) {
+  let h = 0;
+  for (const c of name) h = (h * 31 + c.codePointAt(0)) % 360;
+  return h;
+}
+
+function icon(id, cls = 'icon') {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('class', cls);
+  svg.setAttribute('aria-hidden', 'true');
+  const use = document.createElementNS('http://www.w3.org/2000/svg', 'use');
+  use.setAttribute('href', `#${id}`);
+  svg.append(use);
+  return svg;
+}
+
+function renderList() {
+  $('me-name').textContent = S.me ? t('youAre', { name: S.me }) : '';
+  const ul = $('peers');
+  const names = [...S.peers.keys()].sort((a, b) => a.localeCompare(b));
+  const focusedName = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.peer;
+  ul.replaceChildren();
+  for (const name of names) {
+    const busy = S.peers.get(name) === 'busy';
+    const li = document.createElement('li');
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.className = `peer${busy ? ' is-busy' : ''}`;
+    btn.dataset.peer = name;
+    btn.dataset.status = busy ? 'busy' : 'online';
+    btn.setAttribute('aria-label', busy ? t('callNameBusy', { name }) : t('callName', { name }));
+    if (busy) btn.setAttribute('aria-disabled', 'true');
+    const av = document.createElement('span');
+    av.className = 'avatar';
+    av.setAttribute('aria-hidden', 'true');
+    avatar(av, name);
+    const text = document.createElement('span');
+    text.className = 'peer-text';
+    const n = document.createElement('span');
+    n.className = 'peer-name';
+    n.textContent = name;
+    const st = document.createElement('span');
+    st.className = 'peer-status';
+    st.append(icon(busy ? 'i-busy' : 'i-ok', 'icon small'), document.createTextNode(busy ? t('busyLong') : t('available')));
+    text.append(n, st);
+    const go = document.createElement('span');
+    go.className = 'peer-go';
+    go.setAttribute('aria-hidden', 'true');
+    go.append(icon('i-phone'));
+    btn.append(av, text, go);
+    btn.addEventListener('click', () => startCall(name));
+    li.append(btn);
+    ul.append(li);
+    if (name === focusedName) btn.focus();
+  }
+  const connected = sig.state === 'registered';
+  $('empty').hidden = names.length > 0 || !connected;
+  renderNotice();
+}
+
+function setNotice(key, name) {
+  clearTimeout(S.noticeTimer);
+  if (!key) {
+    S.notice = null;
+  } else {
+    S.notice = { key, text: t(key, { name }) };
+    S.noticeTimer = setTimeout(() => setNotice(null), NOTICE_MS);
+  }
+  renderNotice();
+}
+
+function renderNotice() {
+  const box = $('notice');
+  box.hidden = !S.notice;
+  box.dataset.key = S.notice ? S.notice.key : '';
+  $('notice-text').textContent = S.notice ? S.notice.text : '';
+}
+
+function renderBanner() {
+  const st = sig.state;
+  const show = st === 'reconnecting' || (st === 'connecting' && S.screen !== 'boot' && S.screen !== 'setup');
+  const banner = $('banner');
+  banner.hidden = !show;
+  document.body.classList.toggle('has-banner', show);
+  if (!show) return;
+  const secs = sig.retryAt ? Math.max(0, Math.ceil((sig.retryAt - Date.now()) / 1000)) : 0;
+  $('banner-text').textContent = secs > 0 ? t('reconnectingIn', { s: secs }) : t('reconnecting');
+  $('banner-retry').hidden = secs <= 0;
+}
+setInterval(renderBanner, 1000);
+
+// ---------------------------------------------------------------- setup
+
+function showSetup(errorKey) {
+  const input = $('setup-name');
+  input.value = S.me || store.get(NAME_KEY) || params.get('name') || '';
+  const err = $('setup-error');
+  err.hidden = !errorKey;
+  err.textContent = errorKey ? t(errorKey) : '';
+  input.setAttribute('aria-invalid', errorKey ? 'true' : 'false');
+  $('setup-cancel').hidden = !S.editingFromList;
+  show('setup');
+  input.focus();
+}
+
+function validName(name) {
+  const bytes = new TextEncoder().encode(name).length;
+  return bytes >= 1 && bytes <= 32 && name === name.trim() && !/\p{Cc}/u.test(name);
+}
+
+$('setup-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const name = $('setup-name').value.trim();
+  if (!validName(name)) {
+    showSetup('nameInvalid');
+    $('setup-name').value = name;
+    return;
+  }
+  S.editingFromList = false;
+  store.set(NAME_KEY, name);
+  connectAs(name);
+});
+
+$('setup-cancel').addEventListener('click', () => {
+  S.editingFromList = false;
+  show('list');
+  renderList();
+});
+
+function connectAs(name) {
+  if (S.me !== name) S.peers.clear();
+  S.me = name;
+  show(sig.everRegistered ? 'list' : 'boot');
+  sig.start(name, store.get(KEY_KEY));
+}
+
+// ---------------------------------------------------------------- settings
+
+$('open-settings').addEventListener('click', () => {
+  $('settings-name-value').textContent = S.me || '';
+  $('set-ptt').checked = pttMode();
+  $('set-cam').checked = cameraAtStart();
+  show('settings');
+  $('settings-done').focus();
+});
+$('set-ptt').addEventListener('change', (e) => store.set(PTT_KEY, e.target.checked ? '1' : '0'));
+$('set-cam').addEventListener('change', (e) => store.set(CAM_KEY, e.target.checked ? '1' : '0'));
+$('settings-done').addEventListener('click', () => {
+  show('list');
+  renderList();
+});
+$('settings-name').addEventListener('click', () => {
+  S.editingFromList = true;
+  showSetup(null);
+});
+
+// ---------------------------------------------------------------- signaling events
+
+sig.addEventListener('state', () => {
+  renderBanner();
+  if (S.screen === 'list') renderList();
+});
+
+sig.addEventListener('registered', ({ detail: { msg } }) => {
+  S.me = msg.name || S.me;
+  store.set(NAME_KEY, S.me);
+  S.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+  S.peers.clear();
+  for (const p of msg.peers || []) if (p && p.name) S.peers.set(p.name, p.status === 'busy' ? 'busy' : 'online');
+  // After a reconnect the server either kept our call (the token carried it
+  // over, so the partner is still busy) or it restarted and forgot it.
+  if (S.partner && S.peers.get(S.partner) !== 'busy') {
+    endCall(S.screen === 'incoming' ? 'missed' : 'callLostServer', null);
+  }
+  if (S.screen === 'boot' || S.screen === 'setup') show('list');
+  renderList();
+  renderBanner();
+});
+
+sig.addEventListener('fatal', ({ detail: { code } }) => {
+  const key = { name_taken: 'nameTaken', name_invalid: 'nameInvalid', unauthorized: 'unauthorized' }[code] || 'nameInvalid';
+  if (S.partner) endCall(null, null);
+  showSetup(key);
+});
+
+sig.addEventListener('replaced', () => {
+  if (S.partner) endCall(null, null, { silent: true });
+  $('message-text').textContent = t('replaced');
+  $('message-action').textContent = t('useHere');
+  show('message');
+});
+
+$('message-action').addEventListener('click', () => connectAs(S.me));
+$('banner-retry').addEventListener('click', () => sig.reconnectNow());
+$('notice-close').addEventListener('click', () => setNotice(null));
+
+sig.addEventListener('message', ({ detail: { msg } }) => {
+  switch (msg.type) {
+    case 'peer':
+      if (typeof msg.name !== 'string' || msg.name === S.me) break;
+      if (msg.status === 'offline') S.peers.delete(msg.name);
+      else S.peers.set(msg.name, msg.status === 'busy' ? 'busy' : 'online');
+      if (S.screen === 'list') renderList();
+      break;
+    case 'call':
+      onIncoming(msg.from);
+      break;
+    case 'accept':
+      if (msg.from === S.partner && S.screen === 'outgoing') onAccepted();
+      break;
+    case 'hangup':
+      if (msg.from === S.partner) onRemoteHangup(msg.reason);
+      break;
+    case 'signal':
+      if (msg.from === S.partner && S.call) S.call.handle(msg.data);
+      else if (msg.from === S.partner) (S.pendingSignals ||= []).push(msg.data);
+      break;
+    default:
+      break;
+  }
+});
+
+// ---------------------------------------------------------------- calling
+
+function startCall(name) {
+  if (S.screen !== 'list' || S.partner) return;
+  if (S.peers.get(name) === 'busy') {
+    setNotice('isBusy', name);
+    return;
+  }
+  sound.unlock();
+  setNotice(null);
+  S.partner = name;
+  S.pendingSignals = [];
+  avatar($('out-avatar'), name);
+  $('out-name').textContent = name;
+  $('out-hint').textContent = t('ringingHint', { name });
+  show('outgoing');
+  $('out-cancel').focus();
+  sound.ringback();
+  S.mediaPromise = getLocalMedia();
+  sig.request({ type: 'call', to: name }).catch((err) => {
+    if (S.partner !== name || S.screen !== 'outgoing') return;
+    const key = { busy: 'isBusy', peer_not_found: 'peerGone', disconnected: 'peerLost' }[err.code];
+    endCall(key || 'mediaFailed', name);
+  });
+}
+
+$('out-cancel').addEventListener('click', () => {
+  if (!S.partner) return;
+  sig.send({ type: 'hangup', to: S.partner, reason: 'cancel' });
+  endCall(null, null);
+});
+
+async function onAccepted() {
+  const partner = S.partner;
+  sound.stop();
+  enterCallScreen();
+  const media = await S.mediaPromise;
+  if (S.partner !== partner || S.screen !== 'call') {
+    stopStream(media.stream);
+    return;
+  }
+  beginMedia(media, 'caller');
+}
+
+function onIncoming(from) {
+  if (typeof from !== 'string') return;
+  if (S.partner || ['outgoing', 'incoming', 'call', 'message'].includes(S.screen)) {
+    sig.send({ type: 'hangup', to: from, reason: 'busy' });
+    return;
+  }
+  S.partner = from;
+  S.pendingSignals = [];
+  avatar($('in-avatar'), from);
+  $('in-name').textContent = t('incomingFrom', { name: from });
+  show('incoming');
+  $('in-accept').focus();
+  sound.ring();
+  if (autoAnswer) {
+    S.autoAnswerTimer = setTimeout(() => {
+      if (S.partner === from && S.screen === 'incoming') acceptCall();
+    }, AUTOANSWER_MS);
+  }
+}
+
+async function acceptCall() {
+  if (S.screen !== 'incoming' || !S.partner) return;
+  const partner = S.partner;
+  clearTimeout(S.autoAnswerTimer);
+  sound.stop();
+  sound.unlock();
+  enterCallScreen();
+  const media = await getLocalMedia();
+  if (S.partner !== partner || S.screen !== 'call') {
+    stopStream(media.stream);
+    return;
+  }
+  beginMedia(media, 'callee');
+  try {
+    await sig.request({ type: 'accept', to: partner });
+  } catch (err) {
+    if (S.partner === partner) endCall(err.code === 'no_call' ? 'missed' : 'mediaFailed', partner);
+  }
+}
+
+$('in-accept').addEventListener('click', acceptCall);
+$('in-decline').addEventListener('click', () => {
+  if (!S.partner) return;
+  sig.send({ type: 'hangup', to: S.partner, reason: 'declined' });
+  endCall(null, null);
+});
+
+function enterCallScreen() {
+  const name = S.partner;
+  S.callStarted = 0;
+  $('call-name').textContent = name;
+  avatar($('call-avatar'), name);
+  $('call-timer').textContent = '00:00';
+  $('remote-video').srcObject = null;
+  $('local-video').srcObject = null;
+  $('media-note').hidden = true;
+  show('call');
+  renderCall();
+  $('btn-hangup').focus();
+}
+
+function beginMedia(media, role) {
+  S.media = media;
+  S.camOn = media.video && cameraAtStart();
+  S.micOn = media.audio && !pttMode();
+  for (const tr of media.stream.getVideoTracks()) tr.enabled = S.camOn;
+  for (const tr of media.stream.getAudioTracks()) tr.enabled = S.micOn;
+  $('local-video').srcObject = media.video ? media.stream : null;
+  const partner = S.partner;
+  const call = new Call({
+    peer: partner,
+    role,
+    iceServers: S.iceServers,
+    local: media,
+    send: (data) => sig.send({ type: 'signal', to: partner, data }),
+  });
+  S.call = call;
+  const remote = $('remote-video');
+  remote.srcObject = call.remoteStream;
+  call.addEventListener('state', () => {
+    if (call.phase === 'connected' && !S.callStarted) {
+      S.callStarted = Date.now();
+      sound.blip();
+    }
+    renderCall();
+  });
+  call.addEventListener('remote', () => {
+    playRemote();
+    renderCall();
+  });
+  call.addEventListener('failed', () => {
+    if (S.call !== call) return;
+    sig.send({ type: 'hangup', to: partner, reason: 'failed' });
+    endCall('mediaFailed', partner);
+  });
+  for (const data of S.pendingSignals || []) call.handle(data);
+  S.pendingSignals = [];
+  clearInterval(S.timerInterval);
+  S.timerInterval = setInterval(renderTimer, 1000);
+  renderCall();
+}
+
+function playRemote() {
+  const v = $('remote-video');
+  if (!v.srcObject) return;
+  const p = v.play();
+  if (p && p.catch) {
+    p.then(() => {
+      if (S.remoteBlocked) {
+        S.remoteBlocked = false;
+        updateSoundGate();
+      }
+    }).catch((err) => {
+      if (err && err.name === 'NotAllowedError') {
+        // No gesture yet: show the picture muted and ask for one tap.
+        v.muted = true;
+        v.play().catch(() => {});
+        S.remoteBlocked = true;
+        updateSoundGate();
+      }
+    });
+  }
+}
+
+function renderTimer() {
+  const el = $('call-timer');
+  if (!S.callStarted) {
+    el.textContent = '00:00';
+    return;
+  }
+  const s = Math.floor((Date.now() - S.callStarted) / 1000);
+  const hh = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  el.textContent = hh ? `${hh}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+function remoteHasVideo() {
+  const call = S.call;
+  if (!call || !call.remoteMedia.video) return false;
+  return call.remoteStream.getVideoTracks().some((tr) => tr.readyState === 'live' && !tr.muted);
+}
+
+function renderCall() {
+  if (S.screen !== 'call') return;
+  const call = S.call;
+  const name = S.partner || '';
+  const phase = call ? call.phase : 'connecting';
+  const status = $('call-status');
+  status.textContent = phase === 'connected' ? '' : phase === 'restoring' ? t('restoring') : t('connectingMedia');
+  document.body.dataset.callPhase = phase;
+
+  const hasVideo = remoteHasVideo();
+  $('remote-video').classList.toggle('is-off', !hasVideo);
+  $('remote-placeholder').hidden = hasVideo;
+  $('remote-state').textContent = call && phase === 'connected' && !hasVideo ? t('remoteNoVideo', { name }) : '';
+  const rm = $('remote-muted');
+  rm.hidden = !(call && !call.remoteMedia.audio);
+  rm.querySelector('span').textContent = t('remoteMuted', { name });
+
+  const media = S.media;
+  const note = $('media-note');
+  let noteKey = null;
+  if (media && !media.audio) noteKey = 'listenOnly';
+  else if (media && !media.video) noteKey = media.videoReason === 'denied' ? 'audioOnlyDenied' : 'audioOnlyNoCamera';
+  note.hidden = !noteKey;
+  note.dataset.key = noteKey || '';
+  note.querySelector('span').textContent = noteKey ? t(noteKey, { name }) : '';
+
+  const ptt = pttMode() && media && media.audio;
+  $('ptt').hidden = !ptt;
+  $('ptt').classList.toggle('is-held', S.pttHeld);
+  $('ptt-label').textContent = S.pttHeld ? t('talking') : t('holdToTalk');
+  const mute = $('btn-mute');
+  mute.parentElement.hidden = !!ptt;
+  mute.disabled = !media || !media.audio;
+  mute.setAttribute('aria-pressed', String(!S.micOn));
+  mute.setAttribute('aria-label', S.micOn ? t('mute') : t('unmute'));
+  mute.querySelector('use').setAttribute('href', S.micOn ? '#i-mic' : '#i-mic-off');
+  $('btn-mute-label').textContent = S.micOn ? t('mute') : t('micOff');
+  const cam = $('btn-cam');
+  cam.disabled = !media || !media.video;
+  cam.setAttribute('aria-pressed', String(!S.camOn));
+  cam.setAttribute('aria-label', S.camOn ? t('cameraOff') : t('cameraOn'));
+  cam.querySelector('use').setAttribute('href', S.camOn ? '#i-cam' : '#i-cam-off');
+  $('btn-cam-label').textContent = S.camOn ? t('cameraOff') : t('cameraOn');
+  $('local-off').hidden = !!(media && media.video && S.camOn);
+  document.querySelector('.local').hidden = !media || (!media.video && !media.audio);
+  renderTimer();
+}
+
+$('btn-mute').addEventListener('click', () => {
+  if (!S.media || !S.media.audio) return;
+  S.micOn = !S.micOn;
+  if (S.call) S.call.setTrackEnabled('audio', S.micOn);
+  renderCall();
+});
+
+$('btn-cam').addEventListener('click', () => {
+  if (!S.media || !S.media.video) return;
+  S.camOn = !S.camOn;
+  if (S.call) S.call.setTrackEnabled('video', S.camOn);
+  renderCall();
+});
+
+function setTalking(on) {
+  if (!pttMode() || !S.media || S.pttHeld === on) return;
+  S.pttHeld = on;
+  S.micOn = on;
+  if (S.call) S.call.setTrackEnabled('audio', on);
+  renderCall();
+}
+const ptt = $('ptt');
+ptt.addEventListener('pointerdown', (e) => {
+  ptt.setPointerCapture(e.pointerId);
+  setTalking(true);
+});
+for (const ev of ['pointerup', 'pointercancel', 'lostpointercapture']) ptt.addEventListener(ev, () => setTalking(false));
+ptt.addEventListener('keydown', (e) => {
+  if ((e.key === ' ' || e.key === 'Enter') && !e.repeat) {
+    e.preventDefault();
+    setTalking(true);
+  }
+});
+ptt.addEventListener('keyup', (e) => {
+  if (e.key === ' ' || e.key === 'Enter') setTalking(false);
+});
+ptt.addEventListener('blur', () => setTalking(false));
+ptt.addEventListener('contextmenu', (e) => e.preventDefault());
+
+$('btn-hangup').addEventListener('click', () => {
+  if (!S.partner) return;
+  sig.send({ type: 'hangup', to: S.partner, reason: 'ended' });
+  endCall('callEnded', S.partner);
+});
+
+function onRemoteHangup(reason) {
+  const name = S.partner;
+  let key;
+  if (S.screen === 'outgoing') {
+    key = { declined: 'declined', timeout: 'noAnswer', busy: 'isBusy', disconnected: 'peerGone' }[reason] || 'declined';
+  } else if (S.screen === 'incoming') {
+    key = 'missed';
+  } else {
+    key = { disconnected: 'peerLost', failed: 'mediaFailed' }[reason] || 'callEnded';
+  }
+  endCall(key, name);
+}
+
+/** Tears the call down (media, timers, tones) and goes back to the list. */
+function endCall(noticeKey, name, { silent = false } = {}) {
+  const wasInCall = S.screen === 'call';
+  clearTimeout(S.autoAnswerTimer);
+  clearInterval(S.timerInterval);
+  sound.stop();
+  if (S.call) S.call.close();
+  S.call = null;
+  if (S.media) stopStream(S.media.stream);
+  if (S.mediaPromise) S.mediaPromise.then((m) => m && m !== S.media && stopStream(m.stream));
+  S.media = null;
+  S.mediaPromise = null;
+  S.pendingSignals = [];
+  S.partner = null;
+  S.pttHeld = false;
+  S.callStarted = 0;
+  S.remoteBlocked = false;
+  const remote = $('remote-video');
+  remote.srcObject = null;
+  remote.muted = false;
+  $('local-video').srcObject = null;
+  delete document.body.dataset.callPhase;
+  if (wasInCall && !silent) sound.endTone();
+  setNotice(noticeKey, name);
+  if (!silent) {
+    show('list');
+    renderList();
+    if (noticeKey) $('notice-close').focus();
+  }
+}
+
+// ---------------------------------------------------------------- kiosk: sound, wake lock
+
+function updateSoundGate() {
+  const needTap = (kiosk && !sound.isUnlocked()) || S.remoteBlocked;
+  $('sound-gate').hidden = !needTap || S.screen === 'setup';
+}
+sound.onUnlockChange(updateSoundGate);
+
+function onGesture() {
+  sound.unlock();
+  if (S.remoteBlocked) {
+    const v = $('remote-video');
+    v.muted = false;
+    v.play()
+      .then(() => {
+        S.remoteBlocked = false;
+        updateSoundGate();
+      })
+      .catch(() => {});
+  }
+}
+document.addEventListener('pointerdown', onGesture, true);
+document.addEventListener('keydown', onGesture, true);
+$('sound-gate').addEventListener('click', onGesture);
+
+let wakeLock = null;
+async function updateWakeLock() {
+  const want = (kiosk || S.screen === 'call') && document.visibilityState === 'visible';
+  if (!('wakeLock' in navigator)) return;
+  if (want && !wakeLock) {
+    try {
+      wakeLock = await navigator.wakeLock.request('screen');
+      wakeLock.addEventListener('release', () => {
+        wakeLock = null;
+      });
+    } catch {
+      wakeLock = null;
+    }
+  } else if (!want && wakeLock) {
+    const lock = wakeLock;
+    wakeLock = null;
+    lock.release().catch(() => {});
+  }
+}
+document.addEventListener('visibilitychange', updateWakeLock);
+
+// ---------------------------------------------------------------- test hooks
+// Read-only views for the end-to-end test; they change nothing.
+
+function candidateView(c) {
+  return c ? { address: c.address || c.ip || '', port: c.port, type: c.candidateType, protocol: c.protocol } : null;
+}
+
+window.intercomTest = {
+  state: () => S.screen,
+  connection: () => sig.state,
+  me: () => S.me,
+  partner: () => S.partner,
+  peers: () => Object.fromEntries(S.peers),
+  notice: () => S.notice,
+  banner: () => ($('banner').hidden ? null : $('banner-text').textContent),
+  focused: () => (document.activeElement ? document.activeElement.id || null : null),
+  pcState: () => (S.call ? S.call.pc.connectionState : null),
+  iceState: () => (S.call ? S.call.pc.iceConnectionState : null),
+  mediaNote: () => ($('media-note').hidden ? null : $('media-note').dataset.key),
+  remoteVideo: () => {
+    const v = $('remote-video');
+    return { videoWidth: v.videoWidth, videoHeight: v.videoHeight, currentTime: v.currentTime, paused: v.paused };
+  },
+  /** Mean colour of the remote picture, to tell whose camera it shows. */
+  remoteColor: () => {
+    const v = $('remote-video');
+    if (!v.videoWidth) return null;
+    const c = document.createElement('canvas');
+    c.width = 32;
+    c.height = 24;
+    const g = c.getContext('2d');
+    g.drawImage(v, 0, 0, 32, 24);
+    const d = g.getImageData(0, 0, 32, 24).data;
+    const sum = [0, 0, 0];
+    for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
+    return sum.map((x) => Math.round(x / (d.length / 4)));
+  },
+  stats: async () => {
+    if (!S.call) return null;
+    const report = await S.call.pc.getStats();
+    const out = { inbound: {}, outbound: {}, pair: null };
+    const byId = new Map();
+    report.forEach((r) => byId.set(r.id, r));
+    let pairId = null;
+    report.forEach((r) => {
+      if (r.type === 'inbound-rtp') out.inbound[r.kind] = (out.inbound[r.kind] || 0) + (r.bytesReceived || 0);
+      if (r.type === 'outbound-rtp') out.outbound[r.kind] = (out.outbound[r.kind] || 0) + (r.bytesSent || 0);
+      if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+    });
+    if (!pairId) report.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pairId = r.id;
+    });
+    const pair = pairId && byId.get(pairId);
+    if (pair) {
+      out.pair = {
+        state: pair.state,
+        local: candidateView(byId.get(pair.localCandidateId)),
+        remote: candidateView(byId.get(pair.remoteCandidateId)),
+      };
+    }
+    return out;
+  },
+};
+
+// ---------------------------------------------------------------- start
+
+function boot() {
+  setLang(pickLang());
+  translateDom();
+  updateSoundGate();
+  sound.probe();
+  if (!window.RTCPeerConnection || !window.WebSocket) {
+    $('message-text').textContent = t('noWebrtc');
+    $('message-action').hidden = true;
+    show('message');
+    return;
+  }
+  const preset = (params.get('name') || '').trim();
+  if (preset && validName(preset)) store.set(NAME_KEY, preset);
+  const name = store.get(NAME_KEY);
+  if (name && validName(name)) connectAs(name);
+  else showSetup(null);
+}
+
+boot();
