@@ -152,6 +152,8 @@ function renderList() {
     if (name === focusedName) btn.focus();
   }
   const connected = sig.state === 'registered';
+  ul.classList.toggle('is-stale', !connected);
+  ul.setAttribute('aria-busy', String(!connected));
   $('empty').hidden = names.length > 0 || !connected;
   renderNotice();
 }
@@ -186,6 +188,14 @@ function renderBanner() {
   $('banner-retry').hidden = secs <= 0;
 }
 setInterval(renderBanner, 1000);
+
+function renderClock() {
+  const now = new Date();
+  const lang = document.documentElement.lang || 'en';
+  $('clock-time').textContent = now.toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
+  $('clock-date').textContent = now.toLocaleDateString(lang, { weekday: 'long', month: 'long', day: 'numeric' });
+}
+setInterval(renderClock, 5000);
 
 // ---------------------------------------------------------------- setup
 
@@ -263,6 +273,10 @@ sig.addEventListener('registered', ({ detail: { msg } }) => {
   S.me = msg.name || S.me;
   store.set(NAME_KEY, S.me);
   S.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+  if (S.queuedHangup) {
+    sig.send(S.queuedHangup);
+    S.queuedHangup = null;
+  }
   S.peers.clear();
   for (const p of msg.peers || []) if (p && p.name) S.peers.set(p.name, p.status === 'busy' ? 'busy' : 'online');
   // After a reconnect the server either kept our call (the token carried it
@@ -321,7 +335,7 @@ sig.addEventListener('message', ({ detail: { msg } }) => {
 // ---------------------------------------------------------------- calling
 
 function startCall(name) {
-  if (S.screen !== 'list' || S.partner) return;
+  if (S.screen !== 'list' || S.partner || sig.state !== 'registered') return;
   if (S.peers.get(name) === 'busy') {
     setNotice('isBusy', name);
     return;
@@ -346,7 +360,7 @@ function startCall(name) {
 
 $('out-cancel').addEventListener('click', () => {
   if (!S.partner) return;
-  sig.send({ type: 'hangup', to: S.partner, reason: 'cancel' });
+  sendHangup('cancel');
   endCall(null, null);
 });
 
@@ -405,7 +419,7 @@ async function acceptCall() {
 $('in-accept').addEventListener('click', acceptCall);
 $('in-decline').addEventListener('click', () => {
   if (!S.partner) return;
-  sig.send({ type: 'hangup', to: S.partner, reason: 'declined' });
+  sendHangup('declined');
   endCall(null, null);
 });
 
@@ -454,7 +468,7 @@ function beginMedia(media, role) {
   });
   call.addEventListener('failed', () => {
     if (S.call !== call) return;
-    sig.send({ type: 'hangup', to: partner, reason: 'failed' });
+    sendHangup('failed');
     endCall('mediaFailed', partner);
   });
   for (const data of S.pendingSignals || []) call.handle(data);
@@ -533,6 +547,7 @@ function renderCall() {
 
   const ptt = pttMode() && media && media.audio;
   $('ptt').hidden = !ptt;
+  document.body.classList.toggle('ptt-on', !!ptt);
   $('ptt').classList.toggle('is-held', S.pttHeld);
   $('ptt-label').textContent = S.pttHeld ? t('talking') : t('holdToTalk');
   const mute = $('btn-mute');
@@ -545,9 +560,10 @@ function renderCall() {
   const cam = $('btn-cam');
   cam.disabled = !media || !media.video;
   cam.setAttribute('aria-pressed', String(!S.camOn));
-  cam.setAttribute('aria-label', S.camOn ? t('cameraOff') : t('cameraOn'));
+  const camLabel = media && !media.video ? t('noCamera') : S.camOn ? t('cameraOff') : t('cameraOn');
+  cam.setAttribute('aria-label', camLabel);
   cam.querySelector('use').setAttribute('href', S.camOn ? '#i-cam' : '#i-cam-off');
-  $('btn-cam-label').textContent = S.camOn ? t('cameraOff') : t('cameraOn');
+  $('btn-cam-label').textContent = camLabel;
   $('local-off').hidden = !!(media && media.video && S.camOn);
   document.querySelector('.local').hidden = !media || (!media.video && !media.audio);
   renderTimer();
@@ -594,9 +610,17 @@ ptt.addEventListener('contextmenu', (e) => e.preventDefault());
 
 $('btn-hangup').addEventListener('click', () => {
   if (!S.partner) return;
-  sig.send({ type: 'hangup', to: S.partner, reason: 'ended' });
-  endCall('callEnded', S.partner);
+  sendHangup('ended');
+  endCall(null, null);
 });
+
+/** Tells the partner (through the server) that we hang up. Sent after the
+ *  reconnect when the socket is down, so the server does not keep a call
+ *  this page has already left. */
+function sendHangup(reason) {
+  const msg = { type: 'hangup', to: S.partner, reason };
+  if (!sig.send(msg)) S.queuedHangup = msg;
+}
 
 function onRemoteHangup(reason) {
   const name = S.partner;
@@ -633,6 +657,7 @@ function endCall(noticeKey, name, { silent = false } = {}) {
   remote.muted = false;
   $('local-video').srcObject = null;
   delete document.body.dataset.callPhase;
+  document.body.classList.remove('ptt-on');
   if (wasInCall && !silent) sound.endTone();
   setNotice(noticeKey, name);
   if (!silent) {
@@ -689,7 +714,7 @@ async function updateWakeLock() {
 document.addEventListener('visibilitychange', updateWakeLock);
 
 // ---------------------------------------------------------------- test hooks
-// Read-only views for the end-to-end test; they change nothing.
+// Views for the end-to-end test; apart from restartIce() they change nothing.
 
 function candidateView(c) {
   return c ? { address: c.address || c.ip || '', port: c.port, type: c.candidateType, protocol: c.protocol } : null;
@@ -707,6 +732,23 @@ window.intercomTest = {
   pcState: () => (S.call ? S.call.pc.connectionState : null),
   iceState: () => (S.call ? S.call.pc.iceConnectionState : null),
   mediaNote: () => ($('media-note').hidden ? null : $('media-note').dataset.key),
+  /** Whether our microphone / camera tracks are sending (enabled). */
+  localTracks: () => {
+    const s = S.media && S.media.stream;
+    const on = (kind) => !!s && s.getTracks().some((tr) => tr.kind === kind && tr.enabled && tr.readyState === 'live');
+    return { audio: on('audio'), video: on('video') };
+  },
+  /** What the partner last told us about its microphone and camera. */
+  remoteMedia: () => (S.call ? { ...S.call.remoteMedia, showing: remoteHasVideo() } : null),
+  /** The ICE username fragment in use, to see that an ICE restart happened. */
+  iceUfrag: () => {
+    const sdp = S.call && S.call.pc.localDescription && S.call.pc.localDescription.sdp;
+    const m = sdp && /a=ice-ufrag:(\S+)/.exec(sdp);
+    return m ? m[1] : null;
+  },
+  signalingState: () => (S.call ? S.call.pc.signalingState : null),
+  /** The one action hook: restart ICE as if the network path had failed. */
+  restartIce: () => S.call && S.call.restartIce(),
   remoteVideo: () => {
     const v = $('remote-video');
     return { videoWidth: v.videoWidth, videoHeight: v.videoHeight, currentTime: v.currentTime, paused: v.paused };
@@ -757,6 +799,7 @@ window.intercomTest = {
 function boot() {
   setLang(pickLang());
   translateDom();
+  renderClock();
   updateSoundGate();
   sound.probe();
   if (!window.RTCPeerConnection || !window.WebSocket) {

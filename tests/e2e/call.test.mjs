@@ -159,6 +159,40 @@ test('kitchen calls the front door, which answers; media flows both ways over 12
   await B.page.screenshot({ path: join(artifacts, 'door-in-call.png') });
 });
 
+test('mute and camera off reach the other side', async () => {
+  await A.page.click('#btn-mute');
+  assert.deepEqual(await A.probe(() => window.intercomTest.localTracks()), { audio: false, video: true });
+  await waitFor(B, 'remote muted', () => window.intercomTest.remoteMedia().audio === false, undefined, { report });
+  assert.ok(await B.page.isVisible('#remote-muted'), 'the door shows that the kitchen muted');
+  await A.page.click('#btn-mute');
+  await waitFor(B, 'remote unmuted', () => window.intercomTest.remoteMedia().audio === true, undefined, { report });
+
+  await A.page.click('#btn-cam');
+  assert.deepEqual(await A.probe(() => window.intercomTest.localTracks()), { audio: true, video: false });
+  await waitFor(B, 'remote camera off', () => !window.intercomTest.remoteMedia().showing, undefined, { report });
+  assert.ok(await B.page.isVisible('#remote-placeholder'), 'the door shows the kitchen avatar instead of a black picture');
+  await A.page.click('#btn-cam');
+  await waitFor(B, 'remote camera on', () => window.intercomTest.remoteMedia().showing, undefined, { report });
+});
+
+test('an ICE restart started by both sides at once (glare) keeps the call', async () => {
+  const [ua, ub] = await Promise.all([A.probe(() => window.intercomTest.iceUfrag()), B.probe(() => window.intercomTest.iceUfrag())]);
+  assert.ok(ua && ub, 'both sides have a local description');
+  await Promise.all([A.probe(() => window.intercomTest.restartIce()), B.probe(() => window.intercomTest.restartIce())]);
+  for (const [t, before] of [[A, ua], [B, ub]]) {
+    await waitFor(t, 'new ICE credentials, stable and connected', (old) => {
+      const T = window.intercomTest;
+      return T.iceUfrag() !== old && T.signalingState() === 'stable' && T.pcState() === 'connected';
+    }, before, { timeout: 20000, report });
+  }
+  const [a0, b0] = await Promise.all([stats(A), stats(B)]);
+  await sleep(1500);
+  const [a1, b1] = await Promise.all([stats(A), stats(B)]);
+  assert.ok(inboundTotal(a1) > inboundTotal(a0), 'kitchen still receives media after the restart');
+  assert.ok(inboundTotal(b1) > inboundTotal(b0), 'door still receives media after the restart');
+  assert.equal(b1.pair.local.address, '127.0.0.1');
+});
+
 test('kitchen hangs up and both return to the list', async () => {
   await A.page.click('#btn-hangup');
   await waitState(A, 'list');
@@ -243,6 +277,34 @@ test('without camera permission the call still connects with audio, and says so'
   await A.page.evaluate(() => {
     navigator.mediaDevices.getUserMedia = window.__realGetUserMedia;
   });
+});
+
+test('push to talk: the microphone is open only while the button is held', async () => {
+  await B.page.click('#open-settings');
+  await waitState(B, 'settings');
+  await B.page.check('#set-ptt');
+  await B.page.click('#settings-done');
+  await waitState(B, 'list');
+  await call(A, B, DOOR);
+  await B.page.click('#in-accept');
+  await connected(A);
+  await connected(B);
+  assert.ok(await B.page.isVisible('#ptt'), 'the hold-to-talk button is shown');
+  assert.equal((await B.probe(() => window.intercomTest.localTracks())).audio, false, 'microphone closed at first');
+  await waitFor(A, 'door microphone closed', () => window.intercomTest.remoteMedia().audio === false, undefined, { report });
+  await B.page.hover('#ptt');
+  await B.page.mouse.down();
+  assert.equal((await B.probe(() => window.intercomTest.localTracks())).audio, true, 'microphone open while held');
+  await waitFor(A, 'door microphone open', () => window.intercomTest.remoteMedia().audio === true, undefined, { report });
+  await B.page.screenshot({ path: join(artifacts, 'door-push-to-talk.png') });
+  await B.page.mouse.up();
+  assert.equal((await B.probe(() => window.intercomTest.localTracks())).audio, false, 'microphone closed on release');
+  await B.page.click('#btn-hangup');
+  await waitState(A, 'list');
+  await waitState(B, 'list');
+  await B.page.click('#open-settings');
+  await B.page.uncheck('#set-ptt');
+  await B.page.click('#settings-done');
 });
 
 test('after the server is killed and restarted both tablets come back under the same names', async () => {
