@@ -178,13 +178,15 @@ function renderNotice() {
 
 function renderBanner() {
   const st = sig.state;
-  const show = st === 'reconnecting' || (st === 'connecting' && S.screen !== 'boot' && S.screen !== 'setup');
+  const visible = st === 'reconnecting' || (st === 'connecting' && S.screen !== 'boot' && S.screen !== 'setup');
   const banner = $('banner');
-  banner.hidden = !show;
-  document.body.classList.toggle('has-banner', show);
-  if (!show) return;
+  banner.hidden = !visible;
+  document.body.classList.toggle('has-banner', visible);
+  if (!visible) return;
   const secs = sig.retryAt ? Math.max(0, Math.ceil((sig.retryAt - Date.now()) / 1000)) : 0;
-  $('banner-text').textContent = secs > 0 ? t('reconnectingIn', { s: secs }) : t('reconnecting');
+  if (sig.lastError === 'name_taken') $('banner-text').textContent = t('nameHeld', { name: S.me || '' });
+  else if (sig.lastError === 'full') $('banner-text').textContent = t('full');
+  else $('banner-text').textContent = secs > 0 ? t('reconnectingIn', { s: secs }) : t('reconnecting');
   $('banner-retry').hidden = secs <= 0;
 }
 setInterval(renderBanner, 1000);
@@ -225,8 +227,7 @@ $('setup-form').addEventListener('submit', (ev) => {
     return;
   }
   S.editingFromList = false;
-  store.set(NAME_KEY, name);
-  connectAs(name);
+  connectAs(name, { typed: true });
 });
 
 $('setup-cancel').addEventListener('click', () => {
@@ -235,11 +236,14 @@ $('setup-cancel').addEventListener('click', () => {
   renderList();
 });
 
-function connectAs(name) {
+/** `typed`: the person just entered this name, so "taken" is an answer to
+ *  them; a saved or preset name is waited for instead (its previous connection
+ *  may not have timed out yet). */
+function connectAs(name, { typed = false } = {}) {
   if (S.me !== name) S.peers.clear();
   S.me = name;
   show(sig.everRegistered ? 'list' : 'boot');
-  sig.start(name, store.get(KEY_KEY));
+  sig.start(name, store.get(KEY_KEY), { retryTaken: !typed });
 }
 
 // ---------------------------------------------------------------- settings
@@ -265,6 +269,9 @@ $('settings-name').addEventListener('click', () => {
 // ---------------------------------------------------------------- signaling events
 
 sig.addEventListener('state', () => {
+  // A first connection that keeps failing: show the list (with the banner and
+  // the settings button) rather than an endless "Connecting…".
+  if (S.screen === 'boot' && (sig.lastError || sig.attempt > 1)) show('list');
   renderBanner();
   if (S.screen === 'list') renderList();
 });
@@ -723,6 +730,8 @@ function candidateView(c) {
 window.intercomTest = {
   state: () => S.screen,
   connection: () => sig.state,
+  registrations: () => sig.registrations,
+  sockets: () => [sig.ws, sig.candidate].filter((w) => w && w.readyState <= 1).length,
   me: () => S.me,
   partner: () => S.partner,
   peers: () => Object.fromEntries(S.peers),

@@ -12,7 +12,10 @@ const REQUEST_TIMEOUT_MS = 10000;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 
-/** Register errors a retry cannot fix: the person has to choose again. */
+/** Register errors a retry cannot fix: the person has to choose again.
+ *  name_taken is among them only for a name just typed in; a device's own saved
+ *  name may still be held by its previous, not yet timed-out connection (after a
+ *  reboot, say), so that is retried with backoff. */
 const FATAL = new Set(['name_invalid', 'name_taken', 'unauthorized', 'already_registered']);
 
 export class SignalError extends Error {
@@ -61,19 +64,26 @@ export class Signaling extends EventTarget {
     this.nextId = 1;
     this.pending = new Map();
     this.everRegistered = false;
+    this.registrations = 0;
     window.addEventListener('online', () => this.reconnectNow());
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible' && this.state === 'reconnecting') this.reconnectNow();
     });
   }
 
-  /** Starts (or restarts) under `name`. */
-  start(name, key) {
+  /** Starts (or restarts) under `name`. With `retryTaken`, a name held by
+   *  someone else is waited for instead of given up. */
+  start(name, key, { retryTaken = false } = {}) {
     this.name = name;
     this.key = key || undefined;
+    this.retryTaken = retryTaken;
     this.attempt = 0;
+    this.lastError = null;
     this.everRegistered = false;
     this.stopTimers();
+    this.drop(this.ws, 1000);
+    this.drop(this.candidate, 1000);
+    this.ws = this.candidate = null;
     this.open();
   }
 
@@ -202,7 +212,9 @@ export class Signaling extends EventTarget {
       clearTimeout(this.registerTimer);
       this.attempt = 0;
       this.retryAt = 0;
+      this.lastError = null;
       this.everRegistered = true;
+      this.registrations++;
       if (msg.token) saveToken(msg.name || this.name, msg.token);
       this.setState('registered');
       this.dispatchEvent(new CustomEvent('registered', { detail: { msg } }));
@@ -212,7 +224,7 @@ export class Signaling extends EventTarget {
       clearTimeout(this.registerTimer);
       this.drop(ws, 1000);
       this.ws = null;
-      if (FATAL.has(msg.code)) {
+      if (FATAL.has(msg.code) && !(msg.code === 'name_taken' && this.retryTaken)) {
         this.setState('stopped');
         this.dispatchEvent(new CustomEvent('fatal', { detail: { code: msg.code } }));
       } else {
@@ -235,7 +247,7 @@ export class Signaling extends EventTarget {
   onLost(code) {
     if (this.state === 'stopped') return;
     this.ws = null;
-    this.lastError = code;
+    this.lastError = code || null;
     this.scheduleRetry();
   }
 

@@ -65,6 +65,7 @@ const waitState = (t, s, timeout) => waitFor(t, `screen "${s}"`, (want) => windo
 const waitPeer = (t, name, status) =>
   waitFor(t, `${name} ${status}`, ([n, s]) => window.intercomTest.peers()[n] === s, [name, status], { report });
 const stats = (t) => t.probe(() => window.intercomTest.stats());
+const healthz = (t) => t.page.evaluate(() => fetch('/healthz').then((r) => r.json()));
 const inboundTotal = (s) => (s?.inbound.audio || 0) + (s?.inbound.video || 0);
 
 async function call(from, to, toName) {
@@ -193,6 +194,31 @@ test('an ICE restart started by both sides at once (glare) keeps the call', asyn
   assert.equal(b1.pair.local.address, '127.0.0.1');
 });
 
+test('a network change mid-call: the kitchen reconnects with its token and the call goes on', async () => {
+  // The browser says the network is back (as after a Wi-Fi hand-over); the page
+  // opens a second socket, reclaims its name with the token, and the server
+  // closes the old socket with 4001. Nobody else notices; the call survives.
+  const before = await healthz(A);
+  const registrations = await A.probe(() => window.intercomTest.registrations());
+  await A.page.evaluate(() => window.dispatchEvent(new Event('online')));
+  assert.equal(await A.probe(() => window.intercomTest.sockets()), 2, 'a second socket is opening');
+  await waitFor(A, 'registered on the new socket', (n) => window.intercomTest.registrations() === n + 1 && window.intercomTest.sockets() === 1, registrations, { report });
+  assert.equal(await A.probe(() => window.intercomTest.connection()), 'registered');
+  assert.equal(await A.probe(() => window.intercomTest.state()), 'call');
+  assert.equal(await B.probe(() => window.intercomTest.state()), 'call');
+  const deadline = Date.now() + 5000;
+  let after = await healthz(A);
+  while (after.connections !== before.connections && Date.now() < deadline) after = await healthz(A);
+  assert.equal(after.connections, before.connections, 'the server closed the old socket');
+  assert.equal(after.peers, before.peers);
+  // Signaling still reaches the door through the new socket.
+  await A.page.click('#btn-mute');
+  await waitFor(B, 'remote muted via the new socket', () => window.intercomTest.remoteMedia().audio === false, undefined, { report });
+  await A.page.click('#btn-mute');
+  await waitFor(B, 'remote unmuted', () => window.intercomTest.remoteMedia().audio === true, undefined, { report });
+  assert.equal(await A.probe(() => window.intercomTest.pcState()), 'connected');
+});
+
 test('kitchen hangs up and both return to the list', async () => {
   await A.page.click('#btn-hangup');
   await waitState(A, 'list');
@@ -307,6 +333,19 @@ test('push to talk: the microphone is open only while the button is held', async
   await B.page.click('#settings-done');
 });
 
+test('after a reload the kiosk is back under its name, and with autoanswer=1 it answers by itself', async () => {
+  await B.page.goto(`${server.origin}/?name=${encodeURIComponent(DOOR)}&autoanswer=1`);
+  await waitFor(B, 'registered', () => window.intercomTest && window.intercomTest.connection() === 'registered', undefined, { report });
+  assert.equal(await B.probe(() => window.intercomTest.me()), DOOR);
+  await waitPeer(A, DOOR, 'online');
+  await call(A, B, DOOR);
+  await waitState(B, 'call', 8000);
+  await connected(A);
+  await connected(B);
+  await A.page.click('#btn-hangup');
+  await waitState(B, 'list');
+});
+
 test('after the server is killed and restarted both tablets come back under the same names', async () => {
   const port = server.port;
   await server.kill();
@@ -343,6 +382,17 @@ test('a Korean kiosk (?lang=ko&name=주방) speaks Korean and shows up by its Ko
     await page.close();
   }
   await waitFor(B, '주방 offline', () => !('주방' in window.intercomTest.peers()), undefined, { report });
+});
+
+test('when the other tablet vanishes mid-call the call ends cleanly', async () => {
+  await call(A, B, DOOR);
+  await waitState(B, 'call', 8000); // auto-answered
+  await connected(A);
+  await B.page.close();
+  await waitState(A, 'list');
+  assert.equal((await A.probe(() => window.intercomTest.notice()))?.key, 'peerLost');
+  await waitFor(A, 'door offline', (n) => !(n in window.intercomTest.peers()), DOOR, { report });
+  assert.equal(await A.probe(() => window.intercomTest.pcState()), null);
 });
 
 test('no Content-Security-Policy violations were reported', () => {
