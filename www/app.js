@@ -48,8 +48,6 @@ const store = {
 
 const kiosk = params.has('name') || flag('autoanswer') || flag('kiosk');
 const autoAnswer = flag('autoanswer');
-if (params.has('ptt')) store.set(PTT_KEY, flag('ptt') ? '1' : '0');
-if (flagOff('audio') || flagOff('video')) store.set(CAM_KEY, '0');
 if (params.has('key')) store.set(KEY_KEY, params.get('key'));
 
 /** Everything the screens show, in one place. */
@@ -77,8 +75,9 @@ const S = {
 const wsUrl = `${location.protocol === 'http:' ? 'ws' : 'wss'}://${location.host}/ws`;
 const sig = new Signaling(wsUrl);
 
-const pttMode = () => store.get(PTT_KEY) === '1';
-const cameraAtStart = () => store.get(CAM_KEY) !== '0';
+// A bookmark's parameters win over the settings screen (they are the kiosk's setup).
+const pttMode = () => (params.has('ptt') ? flag('ptt') : store.get(PTT_KEY) === '1');
+const cameraAtStart = () => !(flagOff('audio') || flagOff('video')) && store.get(CAM_KEY) !== '0';
 
 // ---------------------------------------------------------------- screens
 
