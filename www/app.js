@@ -565,7 +565,7 @@ function renderCall() {
   $('btn-mute-label').textContent = S.micOn ? t('mute') : t('micOff');
   const cam = $('btn-cam');
   cam.disabled = !media || !media.video;
-  cam.setAttribute('aria-pressed', String(!S.camOn));
+  cam.setAttribute('aria-pressed', String(!!media && media.video && !S.camOn));
   const camLabel = media && !media.video ? t('noCamera') : S.camOn ? t('cameraOff') : t('cameraOn');
   cam.setAttribute('aria-label', camLabel);
   cam.querySelector('use').setAttribute('href', S.camOn ? '#i-cam' : '#i-cam-off');

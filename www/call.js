@@ -90,11 +90,12 @@ export class Call extends EventTarget {
     this.attached = true;
   }
 
-  async negotiate() {
+  async negotiate(iceRestart = false) {
     if (this.closed) return;
     try {
       this.makingOffer = true;
-      await this.pc.setLocalDescription();
+      if (iceRestart) await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: true }));
+      else await this.pc.setLocalDescription();
       this.send({ description: this.pc.localDescription.toJSON() });
     } catch (err) {
       console.warn('offer failed', err);
@@ -177,7 +178,7 @@ export class Call extends EventTarget {
   restartIce() {
     this.restarts++;
     if (this.pc.restartIce) this.pc.restartIce();
-    else this.negotiate();
+    else this.negotiate(true);
   }
 
   armGiveUp() {
