@@ -5,6 +5,7 @@
 
 let ctx = null;
 let loop = null;
+let playing = null; // 'ring' | 'ringback' | null
 const listeners = new Set();
 
 function context() {
@@ -78,8 +79,9 @@ function ringbackOnce(c, at) {
   note(c, 480, at, 1.0, 0.05);
 }
 
-function startLoop(fn, period) {
+function startLoop(name, fn, period) {
   stop();
+  playing = name;
   const c = context();
   if (!c) return;
   const tick = () => {
@@ -90,16 +92,22 @@ function startLoop(fn, period) {
 }
 
 export function ring() {
-  startLoop(chimeOnce, 2500);
+  startLoop('ring', chimeOnce, 2500);
 }
 
 export function ringback() {
-  startLoop(ringbackOnce, 3000);
+  startLoop('ringback', ringbackOnce, 3000);
 }
 
 export function stop() {
   if (loop) clearInterval(loop);
   loop = null;
+  playing = null;
+}
+
+/** Which tone is looping: 'ring', 'ringback' or null. */
+export function current() {
+  return playing;
 }
 
 /** A short rising blip, e.g. when a call connects. */

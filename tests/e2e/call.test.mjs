@@ -28,6 +28,7 @@ let artifacts;
 let A; // Kitchen: a landscape tablet that picks its name on first visit
 let B; // Front door: a portrait kiosk set up by URL (?name=…)
 const cspViolations = [];
+const pageErrors = [];
 
 before(async () => {
   assert.ok(haveBinary(), `no server binary at ${BINARY}: run cargo build --release`);
@@ -47,6 +48,7 @@ before(async () => {
     t.page.on('console', (msg) => {
       if (/Content[- ]Security[- ]Policy/i.test(msg.text())) cspViolations.push(`${t.label}: ${msg.text()}`);
     });
+    t.page.on('pageerror', (err) => pageErrors.push(`${t.label}: ${err.message}`));
   }
 });
 
@@ -85,6 +87,23 @@ test('the page is served with a CSP and trusted TLS', async () => {
   assert.match(csp, /default-src 'self'/);
   assert.match(csp, /script-src 'self'/);
   assert.equal(new URL(A.page.url()).protocol, 'https:');
+  // "Add to Home Screen": the manifest and its icons are served.
+  const manifest = await A.page.evaluate(async () => {
+    const href = document.querySelector('link[rel=manifest]').href;
+    const m = await (await fetch(href)).json();
+    const icons = [];
+    for (const icon of m.icons) {
+      const r = await fetch(new URL(icon.src, href));
+      icons.push({ src: icon.src, status: r.status, type: r.headers.get('content-type') });
+    }
+    return { display: m.display, icons };
+  });
+  assert.equal(manifest.display, 'fullscreen');
+  assert.ok(manifest.icons.length >= 2);
+  for (const icon of manifest.icons) {
+    assert.equal(icon.status, 200, icon.src);
+    assert.match(icon.type, /^image\//, icon.src);
+  }
 });
 
 test('both tablets register and see each other online', async () => {
@@ -113,12 +132,17 @@ test('kitchen calls the front door, which answers; media flows both ways over 12
   await waitFor(B, 'focus on Answer', () => window.intercomTest.focused() === 'in-accept', undefined, { report });
   assert.match(await B.page.textContent('#in-name'), new RegExp(KITCHEN));
   await waitPeer(A, DOOR, 'busy');
+  assert.equal(await B.probe(() => window.intercomTest.tone()), 'ring', 'the door rings');
+  assert.equal(await A.probe(() => window.intercomTest.tone()), 'ringback', 'the kitchen hears the ringback');
+  assert.equal(await B.probe(() => window.intercomTest.soundUnlocked()), true, 'Web Audio is running');
   await B.page.screenshot({ path: join(artifacts, 'door-incoming.png') });
   await A.page.screenshot({ path: join(artifacts, 'kitchen-ringing.png') });
 
   await B.page.click('#in-accept');
   await waitState(A, 'call');
   await waitState(B, 'call');
+  assert.equal(await B.probe(() => window.intercomTest.tone()), null, 'ringing stops on answer');
+  assert.equal(await A.probe(() => window.intercomTest.tone()), null, 'ringback stops on answer');
   await connected(A);
   await connected(B);
 
@@ -399,6 +423,7 @@ test('when the other tablet vanishes mid-call the call ends cleanly', async () =
   assert.equal(await A.probe(() => window.intercomTest.pcState()), null);
 });
 
-test('no Content-Security-Policy violations were reported', () => {
+test('no Content-Security-Policy violations and no uncaught errors in the pages', () => {
   assert.deepEqual(cspViolations, []);
+  assert.deepEqual(pageErrors, []);
 });
