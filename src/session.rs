@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 const CLOSE_GRACE: Duration = Duration::from_millis(1000);
 /// Over the rate limit for this long without a break → the connection is closed.
 const RATE_GRACE: Duration = Duration::from_secs(5);
+/// This long without a refused message is a break: the client came back under the limit.
+const RATE_CALM: Duration = Duration::from_secs(1);
 
 /// Something queued for a connection's writer.
 #[derive(Debug)]
@@ -106,9 +108,13 @@ pub fn ws_config(max_message: usize) -> WebSocketConfig {
 struct RateLimit {
     tokens: f64,
     last: Instant,
-    over_since: Option<Instant>,
+    /// The first and the latest refusal of the current run of refusals. Tokens trickle
+    /// in while a client floods, so some of its messages pass: only a pause in refusals
+    /// ends the run, not a message that got through.
+    over: Option<(Instant, Instant)>,
 }
 
+#[derive(Debug, PartialEq)]
 enum Verdict {
     Pass,
     Refuse,
@@ -120,7 +126,7 @@ impl RateLimit {
         RateLimit {
             tokens: burst,
             last: Instant::now(),
-            over_since: None,
+            over: None,
         }
     }
 
@@ -130,10 +136,13 @@ impl RateLimit {
         self.tokens = (self.tokens + dt * rate).min(burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.over_since = None;
             return Verdict::Pass;
         }
-        let since = *self.over_since.get_or_insert(now);
+        let since = match self.over {
+            Some((since, latest)) if now.duration_since(latest) < RATE_CALM => since,
+            _ => now,
+        };
+        self.over = Some((since, now));
         if now.duration_since(since) >= RATE_GRACE {
             Verdict::Close
         } else {
@@ -512,5 +521,48 @@ fn handle(
             fx
         }
         _ => relay::handle(&mut shared.peers.borrow_mut(), conn, id, msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_steady_flood_is_closed_after_the_grace() {
+        let (rate, burst) = (5.0, 5.0);
+        let start = Instant::now();
+        let mut r = RateLimit::new(burst);
+        let mut verdicts = Vec::new();
+        // Ten times the rate: a few messages still pass as tokens trickle in.
+        for i in 0..=300 {
+            let now = start + Duration::from_millis(20 * i);
+            verdicts.push((i, r.check(now, rate, burst)));
+        }
+        let closed_at = verdicts
+            .iter()
+            .find(|(_, v)| *v == Verdict::Close)
+            .unwrap()
+            .0;
+        assert!(
+            (250..=260).contains(&closed_at),
+            "closed at message {closed_at}"
+        );
+        assert!(verdicts.iter().any(|(i, v)| *i > 20 && *v == Verdict::Pass));
+    }
+
+    #[test]
+    fn a_pause_ends_the_run_of_refusals() {
+        let start = Instant::now();
+        let mut r = RateLimit::new(1.0);
+        let at = |ms| start + Duration::from_millis(ms);
+        assert_eq!(r.check(at(0), 0.5, 1.0), Verdict::Pass);
+        assert_eq!(r.check(at(10), 0.5, 1.0), Verdict::Refuse);
+        // Bursts every 3 s, each over the limit, never add up to the grace.
+        for burst in 1..5 {
+            let t = 3000 * burst;
+            assert_eq!(r.check(at(t), 0.5, 1.0), Verdict::Pass);
+            assert_eq!(r.check(at(t + 10), 0.5, 1.0), Verdict::Refuse);
+        }
     }
 }
