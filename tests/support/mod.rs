@@ -136,14 +136,21 @@ impl Server {
 
     /// A TLS connection to the server that trusts its CA.
     pub async fn tls(&self) -> TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(self.addr).await.expect("tcp connect");
+        self.try_tls().await.expect("TLS handshake")
+    }
+
+    /// Connect and handshake; the error when the server refuses or the handshake fails.
+    pub async fn try_tls(&self) -> Result<TlsStream<TcpStream>, String> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
         tcp.set_nodelay(true).unwrap();
         let connector = TlsConnector::new()
             .add_root_certificate(Certificate::from_pem(&self.ca_pem).expect("CA pem"));
         connector
             .connect("localhost", tcp)
             .await
-            .expect("TLS handshake")
+            .map_err(|e| e.to_string())
     }
 
     /// Open a WebSocket at /ws (not registered yet).
@@ -265,23 +272,72 @@ impl Server {
     /// Send SIGTERM and wait for the exit (at most `patience()`).
     pub fn terminate(&mut self) -> (ExitStatus, Duration) {
         let started = Instant::now();
+        self.send_sigterm();
+        (self.wait_exit(), started.elapsed())
+    }
+
+    /// Send SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Wait for the process to exit (at most `patience()`).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let started = Instant::now();
         let child = self.child.as_mut().unwrap();
         loop {
             if let Some(st) = child.try_wait().unwrap() {
                 self.child = None;
-                return (st, started.elapsed());
+                return st;
             }
-            assert!(
-                started.elapsed() < patience(),
-                "server did not exit on SIGTERM"
-            );
+            assert!(started.elapsed() < patience(), "server did not exit");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The plain-HTTP address (`--http-listen 127.0.0.1:0`), from the log.
+    pub fn plain_addr(&self) -> SocketAddr {
+        let needle = "plain HTTP (certificate and guide) on ";
+        self.wait_log(needle);
+        let log = self.log();
+        let at = log.find(needle).unwrap() + needle.len();
+        log[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Send a raw request over TLS and read only the response head (for upgrades, which
+    /// keep the connection open). Returns (status, head).
+    pub async fn head(&self, request: &str) -> (u16, String) {
+        let mut tls = self.tls().await;
+        tls.write_all(request.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        read_head(&mut tls).await
+    }
+
+    /// The status of a WebSocket upgrade request to /ws with these extra header lines
+    /// (each "Name: value"); `Host` defaults to `localhost:<port>`.
+    pub async fn upgrade_status(&self, host: Option<&str>, headers: &[&str]) -> u16 {
+        let host = host
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("localhost:{}", self.addr.port()));
+        let mut req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        self.head(&req).await.0
     }
 
     /// Kill the server and hand back its state directory for a restart.
@@ -302,6 +358,26 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// Read a response head (up to the blank line) from `io`; (status, head).
+pub async fn read_head<S: futures_lite::AsyncRead + Unpin>(io: &mut S) -> (u16, String) {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = async {
+        while !raw.ends_with(b"\r\n\r\n") {
+            match io.read(&mut byte).await {
+                Ok(1) => raw.push(byte[0]),
+                _ => break,
+            }
+        }
+    };
+    read.or(async {
+        smol::Timer::after(patience()).await;
+    })
+    .await;
+    let (status, head, _) = parse_response(&raw);
+    (status, head)
 }
 
 fn parse_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
@@ -325,6 +401,55 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case(name).then_some(v.trim())
     })
+}
+
+/// A presence update as the server sends it.
+pub fn peer(name: &str, status: &str) -> Value {
+    json!({"type": "peer", "name": name, "status": status})
+}
+
+/// The exact error the server answers with `code`, carrying `id` when given. Not for
+/// `bad_message`, whose message names the problem: see [`assert_bad_message`].
+pub fn error(id: Option<u32>, code: &str) -> Value {
+    let message = match code {
+        "not_registered" => "register first",
+        "name_invalid" => "name must be 1-32 bytes, no control characters, no surrounding spaces",
+        "name_taken" => "name is in use",
+        "full" => "no room for more peers",
+        "already_registered" => "this connection is already registered",
+        "unauthorized" => "wrong access key",
+        "peer_not_found" => "no such peer",
+        "busy" => "busy",
+        "self_call" => "cannot call yourself",
+        "no_call" => "no call with that peer",
+        "too_large" => "message too large",
+        "rate_limited" => "too many messages",
+        other => panic!("no fixed message for {other}"),
+    };
+    let mut e = json!({"type": "error", "code": code, "message": message});
+    if let Some(id) = id {
+        e["id"] = json!(id);
+    }
+    e
+}
+
+/// Assert `got` is a `bad_message` error with exactly this `id` (absent for `None`) and
+/// a non-empty explanation.
+pub fn assert_bad_message(got: &Value, id: Option<u32>) {
+    let mut want = json!({"type": "error", "code": "bad_message"});
+    if let Some(id) = id {
+        want["id"] = json!(id);
+    }
+    let mut rest = got.clone();
+    let message = rest.as_object_mut().and_then(|o| o.remove("message"));
+    assert!(
+        message
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|m| !m.is_empty()),
+        "bad_message without a message: {got}"
+    );
+    assert_eq!(rest, want, "{got}");
 }
 
 /// One WebSocket client.
@@ -358,13 +483,24 @@ impl Client {
         self.ws.send(msg).await
     }
 
-    /// Next text message as JSON; panics after `patience()` or on anything else.
-    pub async fn recv(&mut self) -> Value {
+    /// Next text message as sent; panics after `patience()` or on anything else.
+    pub async fn recv_text(&mut self) -> String {
         let who = self.name.clone();
         match self.next().await {
-            Some(Message::Text(t)) => serde_json::from_str(&t).expect("server sent JSON"),
+            Some(Message::Text(t)) => t.to_string(),
             other => panic!("{who}: expected a text message, got {other:?}"),
         }
+    }
+
+    /// Close politely and wait for the server's side of the close handshake.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        while let Some(Ok(_)) = self.ws.next().await {}
+    }
+
+    /// Next text message as JSON; panics after `patience()` or on anything else.
+    pub async fn recv(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text().await).expect("server sent JSON")
     }
 
     /// Next message of the given type, skipping presence updates (`peer`) on the way.
