@@ -1,41 +1,767 @@
-//! Protocol v1 against the real server over TLS WebSockets.
+//! Protocol v1 against the real server over TLS WebSockets: every row of the protocol
+//! table, every error a message can earn (with the `id` echo rules), presence, resume,
+//! ring timeout and call cleanup on disconnect.
+//!
+//! Nothing here looks at the server process itself (no /proc), so this file also proves
+//! a cross-built server run under an emulator (see tests/support).
 
 mod support;
 
-use serde_json::json;
+use serde_json::{Value, json};
+use std::time::Duration;
 use support::*;
+
+/// Long enough for a message the server wrongly sent to arrive.
+const QUIET: Duration = Duration::from_millis(150);
+
+/// An entry of `registered.peers`.
+fn listed(name: &str, status: &str) -> Value {
+    json!({"name": name, "status": status})
+}
+
+fn sorted(mut v: Vec<Value>) -> Vec<Value> {
+    v.sort_by_key(|m| m.to_string());
+    v
+}
+
+#[test]
+fn register_reply_and_presence_broadcasts() {
+    let ice = r#"[{"urls":"turn:10.0.0.1:3478","username":"u","credential":"c"}]"#;
+    let server = start_server(&["--ice-servers", ice]);
+    run(async {
+        let mut door = server.client().await;
+        door.name = "door".into();
+        door.send(json!({"type": "register", "name": "door", "id": 7}))
+            .await;
+        let reg = door.recv().await;
+        let token = reg["token"].as_str().expect("token").to_string();
+        assert!(token.len() >= 22, "token too short: {token}");
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{token}"
+        );
+        let ice: Value = serde_json::from_str(ice).unwrap();
+        assert_eq!(
+            reg,
+            json!({"type": "registered", "protocol": 1, "name": "door", "token": token,
+                   "peers": [], "iceServers": ice, "id": 7})
+        );
+
+        let (mut kitchen, reg) = server.register("kitchen").await;
+        assert_eq!(reg["peers"], json!([listed("door", "online")]));
+        assert!(reg.get("id").is_none(), "no id, none echoed: {reg}");
+        assert_ne!(reg["token"], json!(token), "every peer gets its own token");
+        assert_eq!(door.recv().await, peer("kitchen", "online"));
+
+        let (mut hall, reg) = server.register("hall").await;
+        assert_eq!(
+            sorted(reg["peers"].as_array().unwrap().clone()),
+            vec![listed("door", "online"), listed("kitchen", "online")]
+        );
+        assert_eq!(door.recv().await, peer("hall", "online"));
+        assert_eq!(kitchen.recv().await, peer("hall", "online"));
+
+        // Ringing makes both sides busy for everyone else, a late joiner included.
+        let ack = door
+            .request(json!({"type": "call", "to": "kitchen"}), 1)
+            .await;
+        assert_eq!(ack, json!({"type": "ack", "id": 1}));
+        assert_eq!(
+            sorted(vec![hall.recv().await, hall.recv().await]),
+            vec![peer("door", "busy"), peer("kitchen", "busy")]
+        );
+        let (mut yard, reg) = server.register("yard").await;
+        assert_eq!(
+            sorted(reg["peers"].as_array().unwrap().clone()),
+            vec![
+                listed("door", "busy"),
+                listed("hall", "online"),
+                listed("kitchen", "busy")
+            ]
+        );
+        assert_eq!(hall.recv().await, peer("yard", "online"));
+        assert_eq!(door.recv().await, peer("yard", "online"));
+
+        // Declining: the caller hears why, everyone sees both online again.
+        kitchen
+            .send(json!({"type": "hangup", "to": "door", "reason": "declined"}))
+            .await;
+        assert_eq!(
+            door.recv_type("hangup").await,
+            json!({"type": "hangup", "from": "kitchen", "reason": "declined"})
+        );
+        for c in [&mut hall, &mut yard] {
+            assert_eq!(
+                sorted(vec![c.recv().await, c.recv().await]),
+                vec![peer("door", "online"), peer("kitchen", "online")]
+            );
+        }
+
+        // Leaving: offline for everyone, and the name is free again.
+        kitchen.close().await;
+        for c in [&mut hall, &mut yard] {
+            assert_eq!(c.recv().await, peer("kitchen", "offline"));
+        }
+        assert_eq!(door.recv().await, peer("kitchen", "online"));
+        assert_eq!(door.recv().await, peer("kitchen", "offline"));
+        let (_again, reg) = server.register("kitchen").await;
+        assert_eq!(reg["name"], "kitchen");
+        for c in [&mut door, &mut hall, &mut yard] {
+            assert_eq!(c.recv().await, peer("kitchen", "online"));
+            c.expect_silence(QUIET).await;
+        }
+    });
+}
+
+#[test]
+fn two_korean_names_register_and_call() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut a, _) = server.register("주방").await;
+        let (mut b, reg) = server.register("현관 문").await;
+        assert_eq!(reg["name"], "현관 문");
+        assert_eq!(reg["peers"], json!([listed("주방", "online")]));
+        assert_eq!(a.recv().await, peer("현관 문", "online"));
+        let ack = b.request(json!({"type": "call", "to": "주방"}), 1).await;
+        assert_eq!(ack, json!({"type": "ack", "id": 1}));
+        assert_eq!(
+            a.recv_type("call").await,
+            json!({"type": "call", "from": "현관 문"})
+        );
+        // 32 bytes of mixed Hangul and Latin is a valid name; 33 bytes is not.
+        let name = format!("{}ab", "가".repeat(10));
+        let (_c, reg) = server.register(&name).await;
+        assert_eq!(reg["name"], name);
+        let mut d = server.client().await;
+        let name = format!("{}abc", "가".repeat(10));
+        let reply = d
+            .request(json!({"type": "register", "name": name}), 2)
+            .await;
+        assert_eq!(reply, error(Some(2), "name_invalid"));
+    });
+}
 
 #[test]
 fn call_accept_signal_hangup() {
     let server = start_server(&[]);
     run(async {
         let (mut a, _) = server.register("door").await;
-        let (b, reg) = server.register("주방").await;
-        assert_eq!(reg["peers"], json!([{"name": "door", "status": "online"}]));
-        assert_eq!(reg["protocol"], 1);
-        assert!(reg["token"].as_str().unwrap().len() >= 22);
-        assert_eq!(
-            a.recv().await,
-            json!({"type": "peer", "name": "주방", "status": "online"})
-        );
-        let (mut a, mut b) = (a, b);
-        a.send(json!({"type": "call", "to": "주방"})).await;
-        assert_eq!(b.recv().await, json!({"type": "call", "from": "door"}));
-        b.send(json!({"type": "accept", "to": "door", "from": "evil"}))
+        let (mut b, _) = server.register("kitchen").await;
+        a.recv().await;
+        // A client-sent `from` is ignored: the server stamps the sender.
+        a.send(json!({"type": "call", "to": "kitchen", "from": "evil"}))
             .await;
+        assert_eq!(b.recv().await, json!({"type": "call", "from": "door"}));
+        let ack = b
+            .request(json!({"type": "accept", "to": "door", "from": "evil"}), 5)
+            .await;
+        assert_eq!(ack, json!({"type": "ack", "id": 5}));
         assert_eq!(
             a.recv_type("accept").await,
-            json!({"type": "accept", "from": "주방"})
+            json!({"type": "accept", "from": "kitchen"})
         );
-        let sdp = r#"{"sdp":"v=0\r\n","type":"offer"}"#;
-        a.send_text(&format!(r#"{{"type":"signal","to":"주방","data":{sdp}}}"#))
+
+        // `data` is relayed byte for byte as written, in both directions.
+        let sdp = r#"{ "sdp" : "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n", "type":"offer", "n": 1.50e2, "u": "\u00e9" }"#;
+        a.send_text(&format!(
+            r#"{{"type":"signal","to":"kitchen","from":"evil","data":{sdp}}}"#
+        ))
+        .await;
+        assert_eq!(
+            b.recv_text().await,
+            format!(r#"{{"type":"signal","from":"door","data":{sdp}}}"#)
+        );
+        for data in [
+            r#""candidate:1 1 udp 2122260223 10.0.0.2 5000 typ host""#,
+            "[1,2 , 3]",
+            "false",
+            "0",
+        ] {
+            b.send_text(&format!(
+                r#"{{"type":"signal","to":"door","data":{data},"id":6}}"#
+            ))
             .await;
-        let got = b.recv_type("signal").await;
-        assert_eq!(got["from"], "door");
-        a.send(json!({"type": "hangup", "to": "주방"})).await;
+            assert_eq!(b.recv().await, json!({"type": "ack", "id": 6}));
+            assert_eq!(
+                a.recv_text().await,
+                format!(r#"{{"type":"signal","from":"kitchen","data":{data}}}"#)
+            );
+        }
+
+        let ack = a
+            .request(
+                json!({"type": "hangup", "to": "kitchen", "reason": null}),
+                7,
+            )
+            .await;
+        assert_eq!(ack, json!({"type": "ack", "id": 7}));
         assert_eq!(
             b.recv_type("hangup").await,
             json!({"type": "hangup", "from": "door", "reason": "ended"})
+        );
+        // The call is over: signalling into it is refused, and a new call works.
+        let err = b
+            .request(json!({"type": "signal", "to": "door", "data": 1}), 8)
+            .await;
+        assert_eq!(err, error(Some(8), "no_call"));
+        let ack = b.request(json!({"type": "call", "to": "door"}), 9).await;
+        assert_eq!(ack, json!({"type": "ack", "id": 9}));
+        assert_eq!(
+            a.recv_type("call").await,
+            json!({"type": "call", "from": "kitchen"})
+        );
+    });
+}
+
+#[test]
+fn cancel_while_ringing_and_reason_limits() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut a, _) = server.register("a").await;
+        let (mut b, _) = server.register("b").await;
+        a.request(json!({"type": "call", "to": "b"}), 1).await;
+        b.recv_type("call").await;
+        // A 32-byte reason is fine, 33 bytes is a bad message (and the call goes on).
+        let long = "x".repeat(33);
+        let err = a
+            .request(json!({"type": "hangup", "to": "b", "reason": long}), 2)
+            .await;
+        assert_bad_message(&err, Some(2));
+        let reason = "가".repeat(11); // 33 bytes
+        let err = a
+            .request(json!({"type": "hangup", "to": "b", "reason": reason}), 3)
+            .await;
+        assert_bad_message(&err, Some(3));
+        let reason = "x".repeat(32);
+        let ack = a
+            .request(json!({"type": "hangup", "to": "b", "reason": reason}), 4)
+            .await;
+        assert_eq!(ack, json!({"type": "ack", "id": 4}));
+        assert_eq!(
+            b.recv_type("hangup").await,
+            json!({"type": "hangup", "from": "a", "reason": reason})
+        );
+        // Neither is ringing any more.
+        let err = b.request(json!({"type": "accept", "to": "a"}), 5).await;
+        assert_eq!(err, error(Some(5), "no_call"));
+    });
+}
+
+#[test]
+fn call_errors() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut a, _) = server.register("a").await;
+        let (mut b, _) = server.register("b").await;
+        let (mut c, _) = server.register("c").await;
+        let call = |to: &str| json!({"type": "call", "to": to});
+        assert_eq!(
+            a.request(call("nobody"), 1).await,
+            error(Some(1), "peer_not_found")
+        );
+        let long = "n".repeat(40);
+        assert_eq!(
+            a.request(call(&long), 2).await,
+            error(Some(2), "peer_not_found")
+        );
+        assert_eq!(a.request(call("a"), 3).await, error(Some(3), "self_call"));
+        // Nothing to accept, hang up or signal yet.
+        for (i, ty) in [(4, "accept"), (5, "hangup"), (6, "signal")] {
+            let msg = json!({"type": ty, "to": "b", "data": {}});
+            assert_eq!(a.request(msg, i).await, error(Some(i), "no_call"));
+        }
+
+        assert_eq!(
+            a.request(call("b"), 10).await,
+            json!({"type": "ack", "id": 10})
+        );
+        b.recv_type("call").await;
+        // Caller busy, callee busy, and a third party calling either.
+        assert_eq!(a.request(call("c"), 11).await, error(Some(11), "busy"));
+        assert_eq!(b.request(call("c"), 12).await, error(Some(12), "busy"));
+        assert_eq!(c.request(call("a"), 13).await, error(Some(13), "busy"));
+        assert_eq!(c.request(call("b"), 14).await, error(Some(14), "busy"));
+        // Only the callee accepts, and only its caller.
+        let accept = |to: &str| json!({"type": "accept", "to": to});
+        assert_eq!(a.request(accept("b"), 15).await, error(Some(15), "no_call"));
+        assert_eq!(b.request(accept("c"), 16).await, error(Some(16), "no_call"));
+        assert_eq!(
+            b.request(accept("zz"), 17).await,
+            error(Some(17), "no_call")
+        );
+        assert_eq!(c.request(accept("a"), 18).await, error(Some(18), "no_call"));
+        // Signals are refused while ringing: nobody can push SDP before an accept.
+        let signal = |to: &str| json!({"type": "signal", "to": to, "data": "x"});
+        assert_eq!(a.request(signal("b"), 19).await, error(Some(19), "no_call"));
+        assert_eq!(b.request(signal("a"), 20).await, error(Some(20), "no_call"));
+        // Hangup names only the partner.
+        let hangup = |to: &str| json!({"type": "hangup", "to": to});
+        assert_eq!(a.request(hangup("c"), 21).await, error(Some(21), "no_call"));
+        assert_eq!(c.request(hangup("a"), 22).await, error(Some(22), "no_call"));
+
+        assert_eq!(
+            b.request(accept("a"), 23).await,
+            json!({"type": "ack", "id": 23})
+        );
+        a.recv_type("accept").await;
+        // In a call: an outsider can neither signal nor hang up, nor ring either side.
+        assert_eq!(c.request(signal("a"), 24).await, error(Some(24), "no_call"));
+        assert_eq!(c.request(hangup("b"), 25).await, error(Some(25), "no_call"));
+        assert_eq!(c.request(call("a"), 26).await, error(Some(26), "busy"));
+        assert_eq!(a.request(signal("c"), 27).await, error(Some(27), "no_call"));
+        assert_eq!(b.request(accept("a"), 28).await, error(Some(28), "no_call"));
+        assert_eq!(a.request(call("b"), 29).await, error(Some(29), "busy"));
+        // None of the refusals leaked to the partner.
+        b.expect_silence(QUIET).await;
+        // Errors without an id come without one.
+        c.send(signal("a")).await;
+        assert_eq!(c.recv().await, error(None, "no_call"));
+    });
+}
+
+#[test]
+fn ids_are_echoed_and_successes_without_id_are_silent() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut a, _) = server.register("a").await;
+        let (mut b, _) = server.register("b").await;
+        a.recv().await;
+        // No id: no ack. The next message `a` sees is the answer to the next request.
+        a.send(json!({"type": "call", "to": "b"})).await;
+        assert_eq!(a.recv().await, peer("b", "busy"));
+        let err = a
+            .request(json!({"type": "call", "to": "b"}), 4_294_967_295)
+            .await;
+        assert_eq!(err, error(Some(4_294_967_295), "busy"));
+        b.recv_type("call").await;
+        // `"id": null` counts as absent.
+        b.send(json!({"type": "accept", "to": "a", "id": null}))
+            .await;
+        a.recv_type("accept").await;
+        let ack = b
+            .request(json!({"type": "signal", "to": "a", "data": 1}), 0)
+            .await;
+        assert_eq!(ack, json!({"type": "ack", "id": 0}));
+        a.recv_type("signal").await;
+        b.send(json!({"type": "hangup", "to": "a", "id": null}))
+            .await;
+        a.recv_type("hangup").await;
+        b.send(json!({"type": "hangup", "to": "a", "id": null}))
+            .await;
+        assert_eq!(b.recv_type("error").await, error(None, "no_call"));
+    });
+}
+
+#[test]
+fn bad_messages_are_answered_and_the_connection_stays_open() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut a, _) = server.register("a").await;
+        let (_b, _) = server.register("b").await;
+        a.recv().await;
+        use async_tungstenite::tungstenite::Message;
+        let cases: &[(&str, Option<u32>)] = &[
+            // Not JSON, not an object.
+            ("{", None),
+            ("", None),
+            ("hello", None),
+            (r#"{"type":"call","to":"b""#, None),
+            ("[]", None),
+            (r#"["call","b"]"#, None),
+            ("1", None),
+            (r#""call""#, None),
+            ("null", None),
+            // Type missing, mistyped or unknown.
+            (r#"{"to":"b","id":1}"#, Some(1)),
+            (r#"{"type":5,"to":"b","id":2}"#, Some(2)),
+            (r#"{"type":null,"id":3}"#, Some(3)),
+            (r#"{"type":"dance","id":4}"#, Some(4)),
+            (r#"{"type":"Call","to":"b","id":5}"#, Some(5)),
+            // Missing or mistyped fields.
+            (r#"{"type":"call","id":6}"#, Some(6)),
+            (r#"{"type":"call","to":null,"id":7}"#, Some(7)),
+            (r#"{"type":"call","to":7,"id":8}"#, Some(8)),
+            (r#"{"type":"accept","to":["b"],"id":9}"#, Some(9)),
+            (r#"{"type":"hangup","id":10}"#, Some(10)),
+            (r#"{"type":"hangup","to":"b","reason":5,"id":11}"#, Some(11)),
+            (r#"{"type":"signal","to":"b","id":12}"#, Some(12)),
+            (
+                r#"{"type":"signal","to":"b","data":null,"id":13}"#,
+                Some(13),
+            ),
+            (r#"{"type":"register","id":14}"#, Some(14)),
+            (r#"{"type":"register","name":{"x":1},"id":15}"#, Some(15)),
+            (
+                r#"{"type":"register","name":"c","token":1,"id":16}"#,
+                Some(16),
+            ),
+            (
+                r#"{"type":"register","name":"c","key":false,"id":17}"#,
+                Some(17),
+            ),
+            // An id that is not a u32 is not echoed.
+            (r#"{"type":"call","to":"b","id":-1}"#, None),
+            (r#"{"type":"call","to":"b","id":4294967296}"#, None),
+            (r#"{"type":"call","to":"b","id":"7"}"#, None),
+            (r#"{"type":"call","to":"b","id":1.5}"#, None),
+            (r#"{"type":"call","to":"b","id":[1]}"#, None),
+        ];
+        for (text, id) in cases {
+            a.send_text(text).await;
+            let got = a.recv().await;
+            assert_eq!(got["code"], "bad_message", "{text} -> {got}");
+            assert_bad_message(&got, *id);
+        }
+        a.send_raw(Message::binary(
+            b"{\"type\":\"call\",\"to\":\"b\",\"id\":1}".to_vec(),
+        ))
+        .await
+        .unwrap();
+        assert_bad_message(&a.recv().await, None);
+        // Unknown fields are ignored and nulls count as absent: the call goes through.
+        let ack = a
+            .request(
+                json!({"type": "call", "to": "b", "v": 2, "extra": {"x": [1]}, "token": null,
+                       "reason": null, "data": null}),
+                40,
+            )
+            .await;
+        assert_eq!(ack, json!({"type": "ack", "id": 40}));
+        // Still registered as itself.
+        let health = server.health().await;
+        assert_eq!(health["peers"], 2);
+    });
+}
+
+#[test]
+fn messages_before_register_are_refused() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut b, _) = server.register("b").await;
+        let mut c = server.client().await;
+        for (i, ty) in [(1, "call"), (2, "accept"), (3, "hangup"), (4, "signal")] {
+            let msg = json!({"type": ty, "to": "b", "data": {}});
+            assert_eq!(c.request(msg, i).await, error(Some(i), "not_registered"));
+        }
+        c.send(json!({"type": "call", "to": "b"})).await;
+        assert_eq!(c.recv().await, error(None, "not_registered"));
+        // Parsing comes first.
+        c.send_text(r#"{"type":"call","id":5}"#).await;
+        assert_bad_message(&c.recv().await, Some(5));
+        use async_tungstenite::tungstenite::Message;
+        c.send_raw(Message::binary(vec![1, 2, 3])).await.unwrap();
+        assert_bad_message(&c.recv().await, None);
+        // None of it reached b; the connection can still register.
+        b.expect_silence(QUIET).await;
+        let reg = c.request(json!({"type": "register", "name": "c"}), 6).await;
+        assert_eq!(reg["type"], "registered");
+        assert_eq!(b.recv().await, peer("c", "online"));
+    });
+}
+
+#[test]
+fn register_errors() {
+    let server = start_server(&["--max-peers", "2"]);
+    run(async {
+        let (mut a, reg_a) = server.register("a").await;
+        let token_a = reg_a["token"].as_str().unwrap().to_string();
+        let mut c = server.client().await;
+        let register = |name: &str| json!({"type": "register", "name": name});
+        let invalid = [
+            String::new(),
+            " a".into(),
+            "a ".into(),
+            "\u{3000}a".into(),
+            "a\tb".into(),
+            "a\nb".into(),
+            "a\u{7f}".into(),
+            "x".repeat(33),
+        ];
+        for (i, name) in invalid.iter().enumerate() {
+            let reply = c.request(register(name), i as u32).await;
+            assert_eq!(reply, error(Some(i as u32), "name_invalid"), "{name:?}");
+        }
+        // Held names: no token or a wrong token.
+        assert_eq!(
+            c.request(register("a"), 20).await,
+            error(Some(20), "name_taken")
+        );
+        let wrong = json!({"type": "register", "name": "a", "token": "x".repeat(32)});
+        assert_eq!(c.request(wrong, 21).await, error(Some(21), "name_taken"));
+        let other = json!({"type": "register", "name": "a", "token": format!("{token_a}x")});
+        assert_eq!(c.request(other, 22).await, error(Some(22), "name_taken"));
+        // A token for a name nobody holds is ignored; the peer gets a fresh one.
+        let reply = c
+            .request(
+                json!({"type": "register", "name": "b", "token": token_a}),
+                23,
+            )
+            .await;
+        assert_eq!(reply["type"], "registered");
+        assert_eq!(reply["id"], 23);
+        assert_ne!(reply["token"], json!(token_a));
+        assert_eq!(a.recv().await, peer("b", "online"));
+        // This connection is registered now.
+        assert_eq!(
+            c.request(register("z"), 24).await,
+            error(Some(24), "already_registered")
+        );
+        assert_eq!(
+            c.request(register("b"), 25).await,
+            error(Some(25), "already_registered")
+        );
+        assert_eq!(
+            c.request(register(""), 26).await,
+            error(Some(26), "already_registered")
+        );
+
+        // The table (max 2) is full: a new name is refused, but a taken name is reported
+        // as taken first, an invalid one as invalid, and a resume still works.
+        let mut d = server.client().await;
+        assert_eq!(d.request(register("d"), 30).await, error(Some(30), "full"));
+        assert_eq!(
+            d.request(register("a"), 31).await,
+            error(Some(31), "name_taken")
+        );
+        assert_eq!(
+            d.request(register(" d"), 32).await,
+            error(Some(32), "name_invalid")
+        );
+        d.send(register("d")).await;
+        assert_eq!(d.recv().await, error(None, "full"));
+        let resume = json!({"type": "register", "name": "a", "token": token_a});
+        assert_eq!(d.request(resume, 33).await["type"], "registered");
+        c.expect_silence(QUIET).await;
+    });
+}
+
+#[test]
+fn access_key() {
+    let server = start_server(&["--access-key", "s3cret"]);
+    run(async {
+        let mut c = server.client().await;
+        let reg = |name: &str, key: Value| json!({"type": "register", "name": name, "key": key});
+        for (i, key) in [
+            json!(null),
+            json!(""),
+            json!("s3cre"),
+            json!("s3cret "),
+            json!("S3CRET"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let reply = c.request(reg("a", key), i as u32).await;
+            assert_eq!(reply, error(Some(i as u32), "unauthorized"));
+        }
+        let reply = c.request(json!({"type": "register", "name": "a"}), 9).await;
+        assert_eq!(reply, error(Some(9), "unauthorized"));
+        // unauthorized comes before name_invalid.
+        let reply = c.request(reg(" bad", json!("nope")), 10).await;
+        assert_eq!(reply, error(Some(10), "unauthorized"));
+        let reply = c.request(reg(" bad", json!("s3cret")), 11).await;
+        assert_eq!(reply, error(Some(11), "name_invalid"));
+        let reply = c.request(reg("a", json!("s3cret")), 12).await;
+        assert_eq!(reply["type"], "registered");
+        // already_registered comes before unauthorized.
+        let reply = c.request(reg("b", json!("nope")), 13).await;
+        assert_eq!(reply, error(Some(13), "already_registered"));
+        // A held name with the wrong key: unauthorized, not name_taken.
+        let mut d = server.client().await;
+        let reply = d.request(reg("a", json!("nope")), 14).await;
+        assert_eq!(reply, error(Some(14), "unauthorized"));
+        let reply = d.request(reg("a", json!("s3cret")), 15).await;
+        assert_eq!(reply, error(Some(15), "name_taken"));
+    });
+}
+
+#[test]
+fn disconnect_while_ringing_hangs_up_and_frees_the_name() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut a, _) = server.register("a").await;
+        let (b, _) = server.register("b").await;
+        let (mut c, _) = server.register("c").await;
+        a.request(json!({"type": "call", "to": "b"}), 1).await;
+        assert_eq!(
+            sorted(vec![c.recv().await, c.recv().await]),
+            vec![peer("a", "busy"), peer("b", "busy")]
+        );
+        drop(b); // the socket just goes away
+        assert_eq!(
+            a.recv_type("hangup").await,
+            json!({"type": "hangup", "from": "b", "reason": "disconnected"})
+        );
+        assert_eq!(a.recv().await, peer("b", "offline"));
+        assert_eq!(c.recv().await, peer("a", "online"));
+        assert_eq!(c.recv().await, peer("b", "offline"));
+        // The caller is idle again and the name is free.
+        let (mut b2, _) = server.register("b").await;
+        assert_eq!(a.recv().await, peer("b", "online"));
+        assert_eq!(
+            a.request(json!({"type": "call", "to": "b"}), 2).await,
+            json!({"type": "ack", "id": 2})
+        );
+        assert_eq!(
+            b2.recv_type("call").await,
+            json!({"type": "call", "from": "a"})
+        );
+    });
+}
+
+#[test]
+fn disconnect_in_a_call_hangs_up_the_partner() {
+    let server = start_server(&[]);
+    run(async {
+        let (a, mut b) = call_pair(&server, "a", "b").await;
+        let (mut c, _) = server.register("c").await;
+        b.recv().await; // c online
+        a.close().await; // the caller leaves politely
+        assert_eq!(
+            b.recv().await,
+            json!({"type": "hangup", "from": "a", "reason": "disconnected"})
+        );
+        assert_eq!(b.recv().await, peer("a", "offline"));
+        assert_eq!(c.recv().await, peer("b", "online"));
+        assert_eq!(c.recv().await, peer("a", "offline"));
+        assert_eq!(
+            b.request(json!({"type": "signal", "to": "a", "data": 1}), 3)
+                .await,
+            error(Some(3), "no_call")
+        );
+        assert_eq!(
+            b.request(json!({"type": "call", "to": "c"}), 4).await,
+            json!({"type": "ack", "id": 4})
+        );
+        let h = server.wait_health(|h| h["connections"] == 2).await;
+        assert_eq!(h["peers"], 2);
+    });
+}
+
+#[test]
+fn resume_with_token_keeps_the_call_and_nobody_notices() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut a, reg_a) = server.register("a").await;
+        let token = reg_a["token"].as_str().unwrap().to_string();
+        let (mut b, _) = server.register("b").await;
+        let (mut c, _) = server.register("c").await;
+        a.recv().await;
+        a.recv().await;
+        b.recv().await;
+        a.request(json!({"type": "call", "to": "b"}), 1).await;
+        b.recv_type("call").await;
+        b.request(json!({"type": "accept", "to": "a"}), 2).await;
+        a.recv_type("accept").await;
+        assert_eq!(c.recv().await, peer("a", "busy"));
+        assert_eq!(c.recv().await, peer("b", "busy"));
+
+        // Without the token the name is taken; the holder is undisturbed.
+        let mut a2 = server.client().await;
+        let plain = json!({"type": "register", "name": "a"});
+        assert_eq!(a2.request(plain, 3).await, error(Some(3), "name_taken"));
+        a.expect_silence(QUIET).await;
+
+        // With it, the new connection takes over name, token, status and call.
+        let resume = json!({"type": "register", "name": "a", "token": token});
+        let reg = a2.request(resume, 4).await;
+        let mut reg = reg;
+        let peers = reg.as_object_mut().unwrap().remove("peers").unwrap();
+        assert_eq!(
+            reg,
+            json!({"type": "registered", "protocol": 1, "name": "a", "token": token,
+                   "iceServers": [], "id": 4})
+        );
+        assert_eq!(
+            sorted(peers.as_array().unwrap().clone()),
+            vec![listed("b", "busy"), listed("c", "online")]
+        );
+        let (closed, seen) = a.closed().await;
+        assert_eq!(closed, Closed::Frame(4001, "replaced".into()));
+        assert!(seen.is_empty(), "{seen:?}");
+        b.expect_silence(QUIET).await;
+        c.expect_silence(Duration::ZERO).await; // already waited above
+
+        // The call goes on, both ways.
+        let ack = a2
+            .request(json!({"type": "signal", "to": "b", "data": {"ice": 1}}), 5)
+            .await;
+        assert_eq!(ack, json!({"type": "ack", "id": 5}));
+        assert_eq!(
+            b.recv().await,
+            json!({"type": "signal", "from": "a", "data": {"ice": 1}})
+        );
+        b.send(json!({"type": "signal", "to": "a", "data": 2}))
+            .await;
+        assert_eq!(
+            a2.recv().await,
+            json!({"type": "signal", "from": "b", "data": 2})
+        );
+        assert_eq!(server.health().await["peers"], 3);
+        // The token still works for the next blip; the old connection owns nothing.
+        let mut a3 = server.client().await;
+        let again = json!({"type": "register", "name": "a", "token": token});
+        assert_eq!(a3.request(again, 6).await["token"], json!(token));
+        let (closed, _) = a2.closed().await;
+        assert_eq!(closed, Closed::Frame(4001, "replaced".into()));
+        a3.send(json!({"type": "hangup", "to": "b"})).await;
+        assert_eq!(
+            b.recv().await,
+            json!({"type": "hangup", "from": "a", "reason": "ended"})
+        );
+        assert_eq!(
+            sorted(vec![c.recv().await, c.recv().await]),
+            vec![peer("a", "online"), peer("b", "online")]
+        );
+    });
+}
+
+#[test]
+fn unanswered_ring_times_out_for_both() {
+    let server = start_server(&["--ring-timeout", "0.3"]);
+    run(async {
+        let (mut a, _) = server.register("a").await;
+        let (mut b, _) = server.register("b").await;
+        let (mut c, _) = server.register("c").await;
+        a.request(json!({"type": "call", "to": "b"}), 1).await;
+        let started = std::time::Instant::now();
+        b.recv_type("call").await;
+        assert_eq!(
+            a.recv_type("hangup").await,
+            json!({"type": "hangup", "from": "b", "reason": "timeout"})
+        );
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert_eq!(
+            b.recv_type("hangup").await,
+            json!({"type": "hangup", "from": "a", "reason": "timeout"})
+        );
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(c.recv().await);
+        }
+        assert_eq!(
+            sorted(seen),
+            vec![
+                peer("a", "busy"),
+                peer("a", "online"),
+                peer("b", "busy"),
+                peer("b", "online")
+            ]
+        );
+        // An accepted call does not time out, nor does a second ring inherit the first's
+        // timer.
+        a.request(json!({"type": "call", "to": "b"}), 2).await;
+        b.recv_type("call").await;
+        b.request(json!({"type": "accept", "to": "a"}), 3).await;
+        a.recv_type("accept").await;
+        a.expect_silence(Duration::from_millis(500)).await;
+        b.expect_silence(Duration::ZERO).await;
+        assert_eq!(
+            a.request(json!({"type": "signal", "to": "b", "data": 0}), 4)
+                .await,
+            json!({"type": "ack", "id": 4})
         );
     });
 }
