@@ -1,0 +1,444 @@
+//! Limits and timeouts, each shortened by its flag: message size, inbound rate, register
+//! and idle timeouts, the handshake timeout, the peer table and socket caps, and a slow
+//! consumer that must not stall anyone else.
+
+mod support;
+
+use async_tungstenite::tungstenite::Message;
+use futures_lite::{AsyncReadExt, FutureExt, StreamExt};
+use serde_json::{Value, json};
+use smol::Timer;
+use std::time::{Duration, Instant};
+use support::*;
+
+const QUIET: Duration = Duration::from_millis(150);
+
+/// `{"type":"call","to":"nobody","id":ID,"pad":"xx…"}` padded to exactly `len` bytes.
+fn padded_call(id: u32, len: usize) -> String {
+    let bare = format!(r#"{{"type":"call","to":"nobody","id":{id},"pad":""}}"#);
+    let pad = "x".repeat(len - bare.len());
+    let text = format!(r#"{{"type":"call","to":"nobody","id":{id},"pad":"{pad}"}}"#);
+    assert_eq!(text.len(), len);
+    text
+}
+
+/// Read from a raw socket until it is closed; how long that took.
+async fn until_closed<S: futures_lite::AsyncRead + Unpin>(io: &mut S) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let closed = async {
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    }
+    .or(async {
+        Timer::after(patience()).await;
+        false
+    })
+    .await;
+    assert!(closed, "socket still open after {:?}", patience());
+    started.elapsed()
+}
+
+#[test]
+fn message_size_limit() {
+    let server = start_server(&[]);
+    run(async {
+        let (mut watcher, _) = server.register("watcher").await;
+        let (mut a, _) = server.register("a").await;
+        watcher.recv().await;
+        // Exactly 65,536 bytes is allowed, text or binary.
+        a.send_text(&padded_call(1, 65_536)).await;
+        assert_eq!(a.recv().await, error(Some(1), "peer_not_found"));
+        a.send_raw(Message::binary(vec![b'{'; 65_536]))
+            .await
+            .unwrap();
+        assert_bad_message(&a.recv().await, None);
+        // One byte more: too_large, then close 1009, and the peer is gone.
+        // (The server stops reading at the limit, so the rest of the write may fail.)
+        let _ = a.send_raw(Message::text(padded_call(2, 65_537))).await;
+        let (closed, seen) = a.closed().await;
+        assert_eq!(seen, vec![error(None, "too_large")]);
+        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+        assert_eq!(watcher.recv().await, peer("a", "offline"));
+
+        let (mut b, _) = server.register("b").await;
+        watcher.recv().await;
+        let _ = b.send_raw(Message::binary(vec![0; 65_537])).await;
+        let (closed, seen) = b.closed().await;
+        assert_eq!(seen, vec![error(None, "too_large")]);
+        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+        assert_eq!(watcher.recv().await, peer("b", "offline"));
+    });
+    // The flag moves the limit; unregistered connections are held to it too.
+    let server = start_server(&["--max-message", "1000"]);
+    run(async {
+        let mut c = server.client().await;
+        c.send_text(&padded_call(3, 1000)).await;
+        assert_eq!(c.recv().await, error(Some(3), "not_registered"));
+        let _ = c.send_raw(Message::text(padded_call(4, 1001))).await;
+        let (closed, seen) = c.closed().await;
+        assert_eq!(seen, vec![error(None, "too_large")]);
+        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+    });
+}
+
+#[test]
+fn rate_limit_refuses_then_closes() {
+    let server = start_server(&["--rate", "5", "--burst", "5"]);
+    run(async {
+        let (mut a, _) = server.register("a").await; // one token spent
+        for id in 1..=10 {
+            a.send_text(&format!(r#"{{"type":"call","to":"nobody","id":{id}}}"#))
+                .await;
+        }
+        let mut passed = 0;
+        let mut first_refusal = None;
+        for id in 1..=10 {
+            let got = a.recv().await;
+            if got == error(Some(id), "peer_not_found") {
+                assert_eq!(passed, id - 1, "a refusal came before this pass: {got}");
+                passed += 1;
+            } else {
+                assert_eq!(got, error(Some(id), "rate_limited"));
+                first_refusal.get_or_insert_with(Instant::now);
+            }
+        }
+        let first_refusal = first_refusal.unwrap();
+        // Four tokens were left after register; at most one more trickled in.
+        assert!((4..=5).contains(&passed), "{passed} passed");
+        // Invalid messages are refused with their id as well.
+        a.send_text(r#"{"type":"dance","id":77}"#).await;
+        assert_eq!(a.recv().await, error(Some(77), "rate_limited"));
+
+        // Slowing down (5/s is one token per 200 ms) is enough to be served again...
+        Timer::after(Duration::from_millis(250)).await;
+        let got = a.request(json!({"type": "call", "to": "nobody"}), 11).await;
+        assert_eq!(got, error(Some(11), "peer_not_found"));
+
+        // ...but a pause that short does not end the run of refusals: flooding on at ten
+        // times the rate is closed 5 s after the first refusal.
+        let started = Instant::now();
+        let mut id = 100;
+        let (closed, refused) = loop {
+            id += 1;
+            a.send_text(&format!(r#"{{"type":"call","to":"nobody","id":{id}}}"#))
+                .await;
+            match a.next().await {
+                Some(Message::Text(t)) => {
+                    let got: Value = serde_json::from_str(&t).unwrap();
+                    assert!(
+                        got == error(Some(id), "rate_limited")
+                            || got == error(Some(id), "peer_not_found"),
+                        "{got}"
+                    );
+                }
+                Some(Message::Close(frame)) => break (frame, id),
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "still open after {:?} of flooding",
+                started.elapsed()
+            );
+            Timer::after(Duration::from_millis(20)).await;
+        };
+        let took = first_refusal.elapsed();
+        let frame = closed.expect("close frame");
+        assert_eq!(u16::from(frame.code), 1008);
+        assert_eq!(frame.reason.as_str(), "rate limit");
+        assert!(
+            took >= Duration::from_millis(4900) && took < Duration::from_millis(6500),
+            "closed after {took:?} ({refused} messages)"
+        );
+    });
+}
+
+#[test]
+fn register_timeout_closes_4000() {
+    let server = start_server(&["--register-timeout", "0.3"]);
+    run(async {
+        let started = Instant::now();
+        let mut late = server.client().await;
+        let (mut on_time, _) = server.register("on-time").await;
+        // Other messages do not count as registering.
+        late.send(json!({"type": "call", "to": "on-time", "id": 1}))
+            .await;
+        assert_eq!(late.recv().await, error(Some(1), "not_registered"));
+        let (closed, seen) = late.closed().await;
+        assert_eq!(closed, Closed::Frame(4000, "register timeout".into()));
+        assert!(seen.is_empty(), "{seen:?}");
+        assert!(started.elapsed() >= Duration::from_millis(290));
+        // A registered connection is not subject to it.
+        on_time.expect_silence(Duration::from_millis(400)).await;
+        let got = on_time.request(json!({"type": "call", "to": "x"}), 2).await;
+        assert_eq!(got, error(Some(2), "peer_not_found"));
+    });
+}
+
+#[test]
+fn silent_client_is_dropped_as_a_disconnect() {
+    let server = start_server(&["--ping-interval", "0.1", "--idle-timeout", "0.6"]);
+    run(async {
+        let (mut a, mut b) = call_pair(&server, "a", "b").await;
+        let (mut c, _) = server.register("c").await;
+        a.recv().await; // c online
+        // b stops reading: it answers no ping and sends nothing. a and c keep reading,
+        // which answers the server's pings.
+        let started = Instant::now();
+        assert_eq!(
+            a.recv().await,
+            json!({"type": "hangup", "from": "b", "reason": "disconnected"})
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_millis(2000),
+            "dropped after {took:?}"
+        );
+        assert_eq!(a.recv().await, peer("b", "offline"));
+        assert_eq!(c.recv().await, peer("a", "online"));
+        assert_eq!(c.recv().await, peer("b", "offline"));
+        // Readers stay well past the idle timeout.
+        futures_lite::future::zip(
+            a.expect_silence(Duration::from_millis(900)),
+            c.expect_silence(Duration::from_millis(900)),
+        )
+        .await;
+        let got = a.request(json!({"type": "call", "to": "c"}), 3).await;
+        assert_eq!(got, json!({"type": "ack", "id": 3}));
+        // The silent one finds its connection gone, without a close code.
+        let (closed, _) = b.closed().await;
+        assert_eq!(closed, Closed::Dropped);
+        let h = server.health().await;
+        assert_eq!(
+            (h["peers"].clone(), h["connections"].clone()),
+            (json!(2), json!(2))
+        );
+    });
+}
+
+#[test]
+fn handshake_timeout_closes_idle_sockets() {
+    let server = start_server(&["--handshake-timeout", "0.3"]);
+    run(async {
+        // A TCP client that never starts TLS.
+        let mut tcp = smol::net::TcpStream::connect(server.addr).await.unwrap();
+        let took = until_closed(&mut tcp).await;
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        // TLS done, no request head; then half a head.
+        let mut tls = server.tls().await;
+        let took = until_closed(&mut tls).await;
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        let mut tls = server.tls().await;
+        use futures_lite::AsyncWriteExt;
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: loc").await.unwrap();
+        tls.flush().await.unwrap();
+        let took = until_closed(&mut tls).await;
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        // An upgraded, registered connection is not bound by it.
+        let (mut a, _) = server.register("a").await;
+        a.expect_silence(Duration::from_millis(500)).await;
+        let got = a.request(json!({"type": "call", "to": "x"}), 1).await;
+        assert_eq!(got, error(Some(1), "peer_not_found"));
+    });
+}
+
+#[test]
+fn full_table_refuses_the_65th_and_nobody_else_notices() {
+    let server = start_server(&[]);
+    run(async {
+        let mut peers = Vec::new();
+        for i in 0..64 {
+            let (c, reg) = server.register(&format!("p{i}")).await;
+            assert_eq!(reg["peers"].as_array().unwrap().len(), i);
+            peers.push(c);
+        }
+        for (i, c) in peers.iter_mut().enumerate() {
+            for j in i + 1..64 {
+                assert_eq!(c.recv().await, peer(&format!("p{j}"), "online"));
+            }
+        }
+        let mut extra = server.client().await;
+        let reg = json!({"type": "register", "name": "p64"});
+        assert_eq!(extra.request(reg.clone(), 1).await, error(Some(1), "full"));
+        for c in peers.iter_mut() {
+            c.expect_silence(Duration::ZERO).await;
+        }
+        peers[0].expect_silence(QUIET).await;
+        for c in peers.iter_mut() {
+            c.expect_silence(Duration::ZERO).await;
+        }
+        let h = server.health().await;
+        assert_eq!(
+            (h["peers"].clone(), h["connections"].clone()),
+            (json!(64), json!(65))
+        );
+        // The others still call each other.
+        let got = peers[0]
+            .request(json!({"type": "call", "to": "p63"}), 2)
+            .await;
+        assert_eq!(got, json!({"type": "ack", "id": 2}));
+        assert_eq!(
+            peers[63].recv_type("call").await,
+            json!({"type": "call", "from": "p0"})
+        );
+        // When one leaves, the refused connection gets in.
+        peers.remove(10).close().await;
+        let reg = extra.request(reg, 3).await;
+        assert_eq!(reg["type"], "registered");
+        assert_eq!(reg["peers"].as_array().unwrap().len(), 63);
+    });
+}
+
+#[test]
+fn socket_cap_refuses_extra_sockets_before_tls() {
+    // max-peers 2: 18 sockets in all.
+    let server = start_server(&["--max-peers", "2"]);
+    run(async {
+        let (mut a, _) = server.register("a").await;
+        let (mut b, _) = server.register("b").await;
+        a.recv().await;
+        let mut idle = Vec::new();
+        for _ in 0..16 {
+            idle.push(smol::net::TcpStream::connect(server.addr).await.unwrap());
+        }
+        // The 19th and 20th sockets are closed at once (the handshake timeout is 10 s).
+        for _ in 0..2 {
+            let mut extra = smol::net::TcpStream::connect(server.addr).await.unwrap();
+            let took = until_closed(&mut extra).await;
+            assert!(took < Duration::from_secs(1), "{took:?}");
+        }
+        // Registered peers notice nothing and work as before.
+        a.expect_silence(QUIET).await;
+        b.expect_silence(Duration::ZERO).await;
+        let got = a.request(json!({"type": "call", "to": "b"}), 1).await;
+        assert_eq!(got, json!({"type": "ack", "id": 1}));
+        assert_eq!(b.recv().await, json!({"type": "call", "from": "a"}));
+        // Freed sockets make room again.
+        drop(idle);
+        let until = Instant::now() + patience();
+        loop {
+            if server.try_tls().await.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "no room after the idle sockets left"
+            );
+            Timer::after(Duration::from_millis(20)).await;
+        }
+        assert_eq!(server.health().await["peers"], 2);
+    });
+}
+
+#[test]
+fn slow_consumer_is_cut_and_the_sender_is_not() {
+    let server = start_server(&["--outbox", "8", "--rate", "100000", "--burst", "100000"]);
+    run(async {
+        let (mut a, mut b) = call_pair(&server, "a", "b").await;
+        let (mut c, _) = server.register("c").await;
+        a.recv().await;
+        b.recv().await;
+        // b stops reading; a signals at it as fast as the server answers.
+        let pad = "s".repeat(32 * 1024);
+        let started = Instant::now();
+        let mut sent = 0u32;
+        let mut others = Vec::new();
+        'flood: loop {
+            assert!(sent < 5000, "b was never cut");
+            let id = sent;
+            a.send(json!({"type": "signal", "to": "b", "id": id, "data": {"n": id, "pad": pad}}))
+                .await;
+            loop {
+                let got = a.recv().await;
+                if got["id"] == json!(id) {
+                    if got == error(Some(id), "no_call") {
+                        break 'flood;
+                    }
+                    assert_eq!(got, json!({"type": "ack", "id": id}));
+                    sent += 1;
+                    break;
+                }
+                others.push(got);
+            }
+        }
+        assert!(started.elapsed() < patience(), "the sender was held up");
+        assert_eq!(
+            others,
+            vec![
+                json!({"type": "hangup", "from": "b", "reason": "disconnected"}),
+                peer("b", "offline")
+            ]
+        );
+        assert_eq!(c.recv().await, peer("a", "online"));
+        assert_eq!(c.recv().await, peer("b", "offline"));
+        // The sender carries on.
+        let got = a.request(json!({"type": "call", "to": "c"}), 99_999).await;
+        assert_eq!(got, json!({"type": "ack", "id": 99_999}));
+        // b got an unbroken prefix of the signals, then the end.
+        let (closed, seen) = b.closed().await;
+        assert!(
+            closed == Closed::Frame(1008, "slow consumer".into()) || closed == Closed::Dropped,
+            "{closed:?}"
+        );
+        assert!(
+            (seen.len() as u32) < sent,
+            "{} of {sent} delivered",
+            seen.len()
+        );
+        for (n, m) in seen.iter().enumerate() {
+            assert_eq!(
+                (&m["type"], &m["from"], &m["data"]["n"]),
+                (&json!("signal"), &json!("a"), &json!(n))
+            );
+        }
+    });
+}
+
+#[test]
+fn own_replies_never_cut_a_peer() {
+    let server = start_server(&["--outbox", "4", "--rate", "100000", "--burst", "100000"]);
+    run(async {
+        let (a, _) = server.register("a").await;
+        let (mut tx, mut rx) = a.ws.split();
+        const N: u32 = 3000;
+        let send = async {
+            for id in 0..N {
+                let text = format!(r#"{{"type":"call","to":"nobody","id":{id}}}"#);
+                tx.send(Message::text(text)).await.unwrap();
+            }
+        };
+        let read = async {
+            // Start reading late, so the server's outbox for us fills up first.
+            Timer::after(Duration::from_millis(300)).await;
+            let mut id = 0;
+            while id < N {
+                match rx.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let got: Value = serde_json::from_str(&t).unwrap();
+                        assert_eq!(got, error(Some(id), "peer_not_found"));
+                        id += 1;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    other => panic!("after {id} replies: {other:?}"),
+                }
+            }
+        };
+        futures_lite::future::zip(send, read)
+            .or(async {
+                Timer::after(patience()).await;
+                panic!("replies stalled");
+            })
+            .await;
+        assert_eq!(server.health().await["peers"], 1);
+    });
+}
