@@ -70,6 +70,8 @@ const S = {
   noticeTimer: null,
   timerInterval: null,
   remoteBlocked: false,
+  pendingSignals: [], // signal payloads that arrived before the call object
+  queuedHangup: null, // a hangup to send once the socket is back
 };
 
 const wsUrl = `${location.protocol === 'http:' ? 'ws' : 'wss'}://${location.host}/ws`;
@@ -116,7 +118,7 @@ function renderList() {
   const ul = $('peers');
   const names = [...S.peers.keys()].sort((a, b) => a.localeCompare(b));
   const focusedName = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.peer;
-  ul.replaceChildren();
+  ul.textContent = '';
   for (const name of names) {
     const busy = S.peers.get(name) === 'busy';
     const li = document.createElement('li');
@@ -288,7 +290,7 @@ sig.addEventListener('registered', ({ detail: { msg } }) => {
   // After a reconnect the server either kept our call (the token carried it
   // over, so the partner is still busy) or it restarted and forgot it.
   if (S.partner && S.peers.get(S.partner) !== 'busy') {
-    endCall(S.screen === 'incoming' ? 'missed' : 'callLostServer', null);
+    endCall(S.screen === 'incoming' ? 'missed' : 'callLostServer', S.partner);
   }
   if (S.screen === 'boot' || S.screen === 'setup') show('list');
   renderList();
@@ -331,7 +333,7 @@ sig.addEventListener('message', ({ detail: { msg } }) => {
       break;
     case 'signal':
       if (msg.from === S.partner && S.call) S.call.handle(msg.data);
-      else if (msg.from === S.partner) (S.pendingSignals ||= []).push(msg.data);
+      else if (msg.from === S.partner) S.pendingSignals.push(msg.data);
       break;
     default:
       break;
@@ -359,7 +361,7 @@ function startCall(name) {
   S.mediaPromise = getLocalMedia();
   sig.request({ type: 'call', to: name }).catch((err) => {
     if (S.partner !== name || S.screen !== 'outgoing') return;
-    const key = { busy: 'isBusy', peer_not_found: 'peerGone', disconnected: 'peerLost' }[err.code];
+    const key = { busy: 'isBusy', peer_not_found: 'peerGone' }[err.code];
     endCall(key || 'mediaFailed', name);
   });
 }
@@ -650,7 +652,7 @@ function endCall(noticeKey, name, { silent = false } = {}) {
   if (S.call) S.call.close();
   S.call = null;
   if (S.media) stopStream(S.media.stream);
-  if (S.mediaPromise) S.mediaPromise.then((m) => m && m !== S.media && stopStream(m.stream));
+  if (S.mediaPromise) S.mediaPromise.then((m) => stopStream(m.stream)); // still opening: close it when it does
   S.media = null;
   S.mediaPromise = null;
   S.pendingSignals = [];
