@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import {
   startServer,
   launchTablet,
@@ -24,6 +24,7 @@ const RING_TIMEOUT_S = 5;
 
 let server;
 let stateDir;
+let mediaDir;
 let artifacts;
 let A; // Kitchen: a landscape tablet that picks its name on first visit
 let B; // Front door: a portrait kiosk set up by URL (?name=…)
@@ -37,7 +38,7 @@ before(async () => {
   server = await startServer({ stateDir, args: ['--ring-timeout', String(RING_TIMEOUT_S)] });
   const caFile = join(stateDir, 'ca.crt');
   assert.match(readFileSync(caFile, 'utf8'), /BEGIN CERTIFICATE/);
-  const media = tempDir('media');
+  const media = (mediaDir = tempDir('media'));
   const camA = makeFakeCamera(join(media, 'kitchen.y4m'), { wall: [236, 150, 84], wall2: [176, 88, 46], person: [64, 42, 40] });
   const camB = makeFakeCamera(join(media, 'door.y4m'), { wall: [70, 130, 210], wall2: [30, 60, 120], person: [26, 30, 48] });
   [A, B] = await Promise.all([
@@ -56,6 +57,7 @@ after(async () => {
   for (const t of [A, B]) if (t && process.env.E2E_CONSOLE) console.log(t.consoleLines.join('\n'));
   await Promise.all([A?.close(), B?.close()]);
   await server?.stop();
+  for (const dir of [stateDir, mediaDir]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 const state = () => window.intercomTest.state();
