@@ -269,7 +269,7 @@ $('settings-name').addEventListener('click', () => {
 
 // ---------------------------------------------------------------- signaling events
 
-sig.addEventListener('state', () => {
+sig.on('state', () => {
   // A first connection that keeps failing: show the list (with the banner and
   // the settings button) rather than an endless "Connecting…".
   if (S.screen === 'boot' && (sig.lastError || sig.attempt > 1)) show('list');
@@ -277,7 +277,7 @@ sig.addEventListener('state', () => {
   if (S.screen === 'list') renderList();
 });
 
-sig.addEventListener('registered', ({ detail: { msg } }) => {
+sig.on('registered', (msg) => {
   S.me = msg.name || S.me;
   store.set(NAME_KEY, S.me);
   S.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
@@ -297,13 +297,13 @@ sig.addEventListener('registered', ({ detail: { msg } }) => {
   renderBanner();
 });
 
-sig.addEventListener('fatal', ({ detail: { code } }) => {
+sig.on('fatal', (code) => {
   const key = { name_taken: 'nameTaken', name_invalid: 'nameInvalid', unauthorized: 'unauthorized' }[code] || 'nameInvalid';
   if (S.partner) endCall(null, null);
   showSetup(key);
 });
 
-sig.addEventListener('replaced', () => {
+sig.on('replaced', () => {
   if (S.partner) endCall(null, null, { silent: true });
   $('message-text').textContent = t('replaced');
   $('message-action').textContent = t('useHere');
@@ -314,7 +314,7 @@ $('message-action').addEventListener('click', () => connectAs(S.me));
 $('banner-retry').addEventListener('click', () => sig.reconnectNow());
 $('notice-close').addEventListener('click', () => setNotice(null));
 
-sig.addEventListener('message', ({ detail: { msg } }) => {
+sig.on('message', (msg) => {
   switch (msg.type) {
     case 'peer':
       if (typeof msg.name !== 'string' || msg.name === S.me) break;
@@ -463,18 +463,18 @@ function beginMedia(media, role) {
   S.call = call;
   const remote = $('remote-video');
   remote.srcObject = call.remoteStream;
-  call.addEventListener('state', () => {
+  call.on('state', () => {
     if (call.phase === 'connected' && !S.callStarted) {
       S.callStarted = Date.now();
       sound.blip();
     }
     renderCall();
   });
-  call.addEventListener('remote', () => {
+  call.on('remote', () => {
     playRemote();
     renderCall();
   });
-  call.addEventListener('failed', () => {
+  call.on('failed', () => {
     if (S.call !== call) return;
     sendHangup('failed');
     endCall('mediaFailed', partner);

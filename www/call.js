@@ -8,13 +8,15 @@
 // camera still receives the other's picture.
 //
 // Signal payloads: {description}, {candidate}, {media: {audio, video}}.
-// Events: 'state' (any connection state change), 'remote' (remote tracks or
+// Events (on/emit): 'state' (any connection state change), 'remote' (remote tracks or
 // media flags changed), 'failed' (gave up on the media path).
+
+import { Emitter } from './emitter.js';
 
 const RESTART_AFTER_DISCONNECT_MS = 2500;
 const GIVE_UP_MS = 30000;
 
-export class Call extends EventTarget {
+export class Call extends Emitter {
   constructor({ peer, role, iceServers, local, send }) {
     super();
     this.peer = peer;
@@ -55,7 +57,7 @@ export class Call extends EventTarget {
   }
 
   emit(type) {
-    if (!this.closed) this.dispatchEvent(new Event(type));
+    if (!this.closed) super.emit(type);
   }
 
   send(data) {
@@ -90,12 +92,27 @@ export class Call extends EventTarget {
     this.attached = true;
   }
 
+  /** setLocalDescription() without arguments picks offer or answer itself;
+   *  browsers before 2021 (Safari < 14.1) need it spelled out. */
+  async setLocal(options) {
+    const pc = this.pc;
+    if (!options) {
+      try {
+        await pc.setLocalDescription();
+        return;
+      } catch (err) {
+        if (!(err instanceof TypeError)) throw err;
+      }
+    }
+    const desc = pc.signalingState === 'have-remote-offer' ? await pc.createAnswer() : await pc.createOffer(options);
+    await pc.setLocalDescription(desc);
+  }
+
   async negotiate(iceRestart = false) {
     if (this.closed) return;
     try {
       this.makingOffer = true;
-      if (iceRestart) await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: true }));
-      else await this.pc.setLocalDescription();
+      await this.setLocal(iceRestart ? { iceRestart: true } : undefined);
       this.send({ description: this.pc.localDescription.toJSON() });
     } catch (err) {
       console.warn('offer failed', err);
@@ -114,13 +131,16 @@ export class Call extends EventTarget {
         const collision = desc.type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
         this.ignoreOffer = !this.polite && collision;
         if (this.ignoreOffer) return;
+        // The polite side gives way. Newer browsers roll back by themselves;
+        // saying it explicitly keeps older ones out of an invalid state.
+        if (collision && pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
         await pc.setRemoteDescription(desc);
         if (desc.type === 'offer') {
           if (!this.attached) {
             this.attachAsCallee();
             this.armGiveUp();
           }
-          await pc.setLocalDescription();
+          await this.setLocal();
           this.send({ description: pc.localDescription.toJSON() });
           this.sendMediaState();
         }

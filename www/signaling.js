@@ -3,8 +3,10 @@
 // appliance drops: reconnect with backoff (1 s doubling to 30 s, with jitter) and
 // reclaim the name with the token kept in sessionStorage.
 //
-// Events (EventTarget): 'state' {state, retryAt}, 'registered' {msg},
-// 'message' {msg}, 'fatal' {code}, 'replaced'.
+// Events (on/emit): 'state' {state, retryAt}, 'registered' msg, 'message' msg,
+// 'fatal' code, 'replaced'.
+
+import { Emitter } from './emitter.js';
 
 const TOKEN_KEY = 'intercom.token';
 const REGISTER_TIMEOUT_MS = 10000;
@@ -48,7 +50,7 @@ function saveToken(name, token) {
   }
 }
 
-export class Signaling extends EventTarget {
+export class Signaling extends Emitter {
   constructor(url) {
     super();
     this.url = url;
@@ -105,7 +107,7 @@ export class Signaling extends EventTarget {
 
   setState(state) {
     this.state = state;
-    this.dispatchEvent(new CustomEvent('state', { detail: { state, retryAt: this.retryAt } }));
+    this.emit('state', { state, retryAt: this.retryAt });
   }
 
   stopTimers() {
@@ -184,7 +186,7 @@ export class Signaling extends EventTarget {
       if (ev.code === 4001) {
         this.ws = null;
         this.setState('stopped');
-        this.dispatchEvent(new CustomEvent('replaced'));
+        this.emit('replaced');
         return;
       }
       this.onLost();
@@ -217,7 +219,7 @@ export class Signaling extends EventTarget {
       this.registrations++;
       if (msg.token) saveToken(msg.name || this.name, msg.token);
       this.setState('registered');
-      this.dispatchEvent(new CustomEvent('registered', { detail: { msg } }));
+      this.emit('registered', msg);
       return;
     }
     if (msg.type === 'error' && msg.id !== undefined && msg.id === ws.registerId && this.state !== 'registered') {
@@ -226,7 +228,7 @@ export class Signaling extends EventTarget {
       this.ws = null;
       if (FATAL.has(msg.code) && !(msg.code === 'name_taken' && this.retryTaken)) {
         this.setState('stopped');
-        this.dispatchEvent(new CustomEvent('fatal', { detail: { code: msg.code } }));
+        this.emit('fatal', msg.code);
       } else {
         // full, rate_limited …: try again later
         this.onLost(msg.code);
@@ -241,7 +243,7 @@ export class Signaling extends EventTarget {
       else p.reject(new SignalError(msg.code, msg.message));
       return;
     }
-    this.dispatchEvent(new CustomEvent('message', { detail: { msg } }));
+    this.emit('message', msg);
   }
 
   onLost(code) {
