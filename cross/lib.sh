@@ -125,6 +125,10 @@ check_static() {
         *"statically linked"*) ;;
         *) die "$bin is not statically linked: $desc" ;;
     esac
-    "$gnu-objdump" -T "$bin" 2>&1 | grep -q 'not a dynamic object' \
-        || die "$bin has a dynamic symbol table: $("$gnu-objdump" -T "$bin" | head -20)"
+    # objdump exits non-zero when there is no dynamic section, which is what we want.
+    desc=$("$gnu-objdump" -T "$bin" 2>&1 || true)
+    case $desc in
+        *"not a dynamic object"*) ;;
+        *) die "$bin has a dynamic symbol table: $(head -20 <<<"$desc")" ;;
+    esac
 }
