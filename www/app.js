@@ -85,6 +85,8 @@ const cameraAtStart = () => !(flagOff('audio') || flagOff('video')) && store.get
 
 function show(screen) {
   S.screen = screen;
+  const titles = { incoming: 'incomingFrom', call: 'inCallWith' };
+  document.title = titles[screen] && S.partner ? `${t(titles[screen], { name: S.partner })} · ${t('appName')}` : t('appName');
   for (const el of document.querySelectorAll('.screen')) el.hidden = el.id !== `screen-${screen}`;
   document.body.dataset.screen = screen;
   updateWakeLock();
@@ -547,7 +549,8 @@ function renderCall() {
   const media = S.media;
   const note = $('media-note');
   let noteKey = null;
-  if (media && !media.audio) noteKey = 'listenOnly';
+  if (media && media.audioReason === 'insecure') noteKey = 'notSecure';
+  else if (media && !media.audio) noteKey = 'listenOnly';
   else if (media && !media.video) noteKey = media.videoReason === 'denied' ? 'audioOnlyDenied' : 'audioOnlyNoCamera';
   note.hidden = !noteKey;
   note.dataset.key = noteKey || '';
