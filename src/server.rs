@@ -31,6 +31,9 @@ pub struct Shared {
     pub acceptor: async_native_tls::TlsAcceptor,
     /// Closed at shutdown: every session's `recv()` on it then returns at once.
     pub stop: Receiver<()>,
+    /// Timers of rings started (ring id, task). Dropping a task cancels its timer; see
+    /// `session::deliver`, which keeps only rings still ringing.
+    pub rings: RefCell<Vec<(u64, smol::Task<()>)>>,
     stop_tx: Sender<()>,
     sockets: Cell<usize>,
     websockets: Rc<Cell<usize>>,
@@ -58,6 +61,7 @@ impl Shared {
             ca_pem: tls.ca_pem,
             acceptor: tls.acceptor,
             stop,
+            rings: RefCell::new(Vec::new()),
             stop_tx,
             sockets: Cell::new(0),
             websockets: Rc::new(Cell::new(0)),

@@ -8,7 +8,7 @@
 //! The peer table is borrowed only inside the synchronous `deliver`/`relay` calls, never
 //! across an `.await`.
 
-use crate::peers::{ConnId, Token};
+use crate::peers::{Call, ConnId, Token};
 use crate::protocol::{ClientMsg, ErrorCode, Name, ServerMsg, decode};
 use crate::relay::{self, Effect, Effects, RegisterCtx, To};
 use crate::server::Shared;
@@ -206,9 +206,17 @@ pub fn deliver<'ex>(
                 callee,
                 ring,
             } => {
-                let shared = shared.clone();
-                ex.spawn(ring_timer(ex, shared, caller, callee, ring))
-                    .detach();
+                let timer = ex.spawn(ring_timer(ex, shared.clone(), caller, callee, ring));
+                // A timer outlives its ring when the call is answered or hung up first;
+                // drop (cancel) those now, so live timers never outnumber ringing calls
+                // however fast clients call and hang up.
+                let mut rings = shared.rings.borrow_mut();
+                rings.retain(|(r, _)| {
+                    peers
+                        .iter()
+                        .any(|p| matches!(p.call, Call::Outgoing { ring, .. } if ring == *r))
+                });
+                rings.push((ring, timer));
             }
         }
     }
