@@ -141,11 +141,21 @@ pub fn normalize_origin(origin: &str) -> Option<String> {
     if !valid_host(rest) {
         return None;
     }
-    let mut host = rest.to_ascii_lowercase();
-    if host.ends_with(default_port) {
-        host.truncate(host.len() - default_port.len());
+    // host[:port]: a host that is not empty (a colon only inside an IPv6 literal), and a
+    // port of digits only.
+    let (name, port) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    let bad_port = port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()));
+    if name.is_empty() || (name.contains(':') && !name.starts_with('[')) || bad_port {
+        return None;
     }
-    Some(format!("{scheme}://{host}"))
+    let name = name.to_ascii_lowercase();
+    match port {
+        Some(p) if p != &default_port[1..] => Some(format!("{scheme}://{name}:{p}")),
+        _ => Some(format!("{scheme}://{name}")),
+    }
 }
 
 /// Whether a WebSocket upgrade with this `Origin` may proceed: no Origin (native client),
@@ -551,6 +561,33 @@ mod tests {
         }
         // Leading slashes collapse: never an absolute path on disk.
         assert_eq!(resolve_path("//etc/passwd").as_deref(), Some("etc/passwd"));
+    }
+
+    /// Found by fuzzing: `https://:443` became `https://`, an origin without a host, and
+    /// `https://a:443:443` normalized differently a second time.
+    #[test]
+    fn origin_needs_a_host_and_a_numeric_port() {
+        for bad in [
+            "HTTPS://:443",
+            "https://:8443",
+            "https://a:443:443",
+            "https://a:",
+            "https://a:x",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+        assert_eq!(
+            normalize_origin("https://[::1]:443").as_deref(),
+            Some("https://[::1]")
+        );
+        assert_eq!(
+            normalize_origin("https://[::1]:8443").as_deref(),
+            Some("https://[::1]:8443")
+        );
+        assert_eq!(
+            normalize_origin("http://Pi:80").as_deref(),
+            Some("http://pi")
+        );
     }
 
     #[test]
