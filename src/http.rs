@@ -148,7 +148,8 @@ pub fn normalize_origin(origin: &str) -> Option<String> {
         _ => (rest, None),
     };
     let bad_port = port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()));
-    if name.is_empty() || (name.contains(':') && !name.starts_with('[')) || bad_port {
+    let literal = name.starts_with('[') && name.ends_with(']');
+    if name.is_empty() || (name.contains(':') && !literal) || bad_port {
         return None;
     }
     let name = name.to_ascii_lowercase();
