@@ -213,7 +213,7 @@ fn builder(cn: &str, days: u32, key: &PKey<Private>) -> Result<X509Builder, TlsE
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let (not_before, not_after) = (
-        Asn1Time::from_unix(now - 3600)?,
+        Asn1Time::from_unix((now - 3600) as _)?,
         Asn1Time::days_from_now(days)?,
     );
     b.set_not_before(&not_before)?;
