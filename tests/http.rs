@@ -284,15 +284,18 @@ fn own_certificates(dir: &Path) -> Vec<u8> {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "ca.key",
-    ]);
+    let genkey = |file: &str| {
+        run(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            file,
+        ]);
+    };
+    genkey("ca.key");
     run(&[
         "req",
         "-x509",
@@ -306,15 +309,7 @@ fn own_certificates(dir: &Path) -> Vec<u8> {
         "-out",
         "ca.pem",
     ]);
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "srv.key",
-    ]);
+    genkey("srv.key");
     run(&[
         "req",
         "-new",

@@ -3,12 +3,13 @@
 //! busy loop), `STOPPING=1` and exit status 0 on SIGTERM; both a socket path and an
 //! abstract `@name`, as systemd uses either.
 //!
-//! The server is spawned like `tests/support` does it, honouring `INTERCOMD_BIN` and
+//! The server is spawned with `tests/support`'s command, honouring `INTERCOMD_BIN` and
 //! `INTERCOMD_RUNNER`, so the same test runs against an ARM binary under qemu.
+
+mod support;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,18 +34,7 @@ impl Drop for Server {
 
 /// Start the server on `addr` with a fresh state directory and the given environment.
 fn spawn(addr: SocketAddr, state: &std::path::Path, env: &[(&str, &str)]) -> Server {
-    let bin = std::env::var("INTERCOMD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_intercomd")));
-    let mut cmd = match std::env::var("INTERCOMD_RUNNER") {
-        Ok(runner) if !runner.trim().is_empty() => {
-            let mut parts = runner.split_whitespace();
-            let mut c = Command::new(parts.next().unwrap());
-            c.args(parts).arg(bin);
-            c
-        }
-        _ => Command::new(bin),
-    };
+    let mut cmd = support::command();
     cmd.arg("--listen")
         .arg(addr.to_string())
         .arg("--state-dir")

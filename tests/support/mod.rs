@@ -40,7 +40,7 @@ pub struct Server {
 }
 
 /// The binary under test and the command prefix to run it through.
-fn command() -> Command {
+pub fn command() -> Command {
     let bin = std::env::var("INTERCOMD_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_intercomd")));
