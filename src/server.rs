@@ -35,7 +35,6 @@ pub struct Shared {
     /// `session::deliver`, which keeps only rings still ringing.
     pub rings: RefCell<Vec<(u64, smol::Task<()>)>>,
     stop_tx: Sender<()>,
-    sockets: Cell<usize>,
     websockets: Rc<Cell<usize>>,
     next_conn: Cell<u64>,
     started: Instant,
@@ -63,7 +62,6 @@ impl Shared {
             stop,
             rings: RefCell::new(Vec::new()),
             stop_tx,
-            sockets: Cell::new(0),
             websockets: Rc::new(Cell::new(0)),
             next_conn: Cell::new(0),
             started: Instant::now(),
@@ -153,7 +151,6 @@ async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, liste
             continue;
         }
         sockets.set(sockets.get() + 1);
-        shared.sockets.set(sockets.get());
         let open = Open(sockets.clone());
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
