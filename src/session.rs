@@ -13,9 +13,10 @@ use crate::protocol::{ClientMsg, ErrorCode, Name, ServerMsg, decode};
 use crate::relay::{self, Effect, Effects, RegisterCtx, To};
 use crate::server::Shared;
 use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes, error::CapacityError};
+use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
 use smol::channel::{self, Receiver, Sender};
 use smol::{LocalExecutor, Timer};
@@ -489,6 +490,8 @@ fn read_error(e: &WsError) -> End {
     match e {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => End::TooLarge,
         WsError::Utf8(_) => End::Protocol(CloseCode::Invalid),
+        // The TCP connection ended without a close frame: a tablet that slept or left.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
         WsError::Protocol(_) | WsError::Capacity(_) => End::Protocol(CloseCode::Protocol),
         _ => End::Gone,
     }

@@ -430,6 +430,9 @@ fn tcp_resets() {
                 json!({"type": "hangup", "from": format!("rst-b{i}"), "reason": "disconnected"})
             );
         }
+        // A vanished client is an ordinary disconnect, not a protocol error.
+        let log = server.log();
+        assert!(!log.contains("closed: Protocol"), "{log}");
     });
 }
 
