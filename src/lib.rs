@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod session;
+pub mod sock;
 pub mod tls;
 
 /// The web client, compiled in from `www/` by `build.rs`.
