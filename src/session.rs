@@ -18,6 +18,7 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use futures_util::SinkExt;
 use smol::channel::{self, Receiver, Sender};
 use smol::{LocalExecutor, Timer};
 use std::cell::Cell;
@@ -94,13 +95,17 @@ impl End {
     }
 }
 
-/// WebSocket limits sized for small signaling messages: a 4 KiB read buffer, no write
-/// buffering (each message is written through at once).
+/// Messages the writer finds queued together are written as one TLS record of up to
+/// this many bytes (one `sendto`), instead of one record and one send each.
+pub const WRITE_BATCH: usize = 16 * 1024;
+
+/// WebSocket limits sized for small signaling messages: a 4 KiB read buffer; writes
+/// gathered up to [`WRITE_BATCH`] until the writer flushes.
 pub fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_write_buffer_size(max_message * 2 + 1024)
+        .write_buffer_size(WRITE_BATCH)
+        .max_write_buffer_size(WRITE_BATCH + max_message * 2 + 1024)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }
@@ -263,7 +268,18 @@ async fn writer<S>(
             .await;
         match next {
             Some(Ok(out)) => {
-                if ws.send(send(out)).await.is_err() {
+                // Whatever else is queued already leaves with it in one flush (one TLS
+                // record, one send); at most an outbox's worth, so the task still yields.
+                if ws.feed(send(out)).await.is_err() {
+                    return;
+                }
+                for _ in 1..outbox.capacity().unwrap_or(1) {
+                    let Ok(out) = outbox.try_recv() else { break };
+                    if ws.feed(send(out)).await.is_err() {
+                        return;
+                    }
+                }
+                if ws.flush().await.is_err() {
                     return;
                 }
                 if outbox.len() < half {
@@ -272,7 +288,7 @@ async fn writer<S>(
             }
             Some(Err(frame)) => {
                 while let Ok(out) = outbox.try_recv() {
-                    if ws.send(send(out)).await.is_err() {
+                    if ws.feed(send(out)).await.is_err() {
                         return;
                     }
                 }
