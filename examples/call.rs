@@ -89,27 +89,9 @@ async fn call(https: SocketAddr, http: SocketAddr) -> Result<(), String> {
     println!("call: door called kitchen, kitchen accepted");
 
     let offer = json!({"sdp": {"type": "offer", "sdp": "v=0\r\n"}});
-    send(
-        &mut door,
-        json!({"type": "signal", "to": "kitchen", "data": offer}),
-    )
-    .await?;
-    expect(
-        &mut kitchen,
-        json!({"type": "signal", "from": "door", "data": offer}),
-    )
-    .await?;
+    signal((&mut door, "door"), (&mut kitchen, "kitchen"), offer).await?;
     let answer = json!({"sdp": {"type": "answer", "sdp": "v=0\r\n"}});
-    send(
-        &mut kitchen,
-        json!({"type": "signal", "to": "door", "data": answer}),
-    )
-    .await?;
-    expect(
-        &mut door,
-        json!({"type": "signal", "from": "kitchen", "data": answer}),
-    )
-    .await?;
+    signal((&mut kitchen, "kitchen"), (&mut door, "door"), answer).await?;
     println!("call: offer and answer relayed");
 
     let health = health(https, &ca).await?;
@@ -237,6 +219,16 @@ async fn recv(ws: &mut Ws) -> Result<Value, String> {
 }
 
 /// The next message must be `want`; presence updates about others are skipped.
+/// `from` signals `data` to `to`, which must receive it stamped and unchanged.
+async fn signal(from: (&mut Ws, &str), to: (&mut Ws, &str), data: Value) -> Result<(), String> {
+    send(from.0, json!({"type": "signal", "to": to.1, "data": data})).await?;
+    expect(
+        to.0,
+        json!({"type": "signal", "from": from.1, "data": data}),
+    )
+    .await
+}
+
 async fn expect(ws: &mut Ws, want: Value) -> Result<(), String> {
     loop {
         let got = recv(ws).await?;
