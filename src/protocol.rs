@@ -250,7 +250,7 @@ pub enum Status {
     Offline,
 }
 
-/// One entry of `registered.peers`.
+/// One entry of `registered.peers` and `peers.peers`.
 #[derive(Debug, Serialize)]
 pub struct PeerInfo<'a> {
     pub name: &'a str,
@@ -283,6 +283,11 @@ pub enum ServerMsg<'a> {
     Peer {
         name: &'a str,
         status: Status,
+    },
+    /// Everyone else and their status, replacing what the client knows: sent instead of
+    /// `peer` updates that found the client's outbox full.
+    Peers {
+        peers: &'a [PeerInfo<'a>],
     },
     Call {
         from: &'a str,

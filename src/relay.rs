@@ -14,7 +14,8 @@ pub enum To {
     Me,
     /// One registered peer.
     Peer(Name),
-    /// Every registered peer but this one.
+    /// Every registered peer but this one: presence, which a full outbox may drop
+    /// (the receiver then gets a [`roster`]).
     AllExcept(Name),
 }
 
@@ -159,23 +160,38 @@ fn registered<L, const N: usize>(
     let Some(me) = peers.by_name(name) else {
         return;
     };
-    let others: heapless::Vec<PeerInfo, N> = peers
-        .iter()
-        .filter(|p| p.name != *name)
-        .map(|p| PeerInfo {
-            name: &p.name,
-            status: p.call.status(),
-        })
-        .collect();
     let msg = ServerMsg::Registered {
         protocol: crate::protocol::PROTOCOL_VERSION,
         name,
         token: &me.token,
-        peers: &others,
+        peers: &others(peers, name),
         ice_servers: ctx.ice_servers,
         id,
     };
     send(fx, To::Me, &msg);
+}
+
+/// Everyone but `name`, with their status.
+fn others<'a, L, const N: usize>(
+    peers: &'a Peers<L, N>,
+    name: &str,
+) -> heapless::Vec<PeerInfo<'a>, N> {
+    peers
+        .iter()
+        .filter(|p| p.name != name)
+        .map(|p| PeerInfo {
+            name: &p.name,
+            status: p.call.status(),
+        })
+        .collect()
+}
+
+/// The `peers` message for connection `conn`, whose outbox had no room for some
+/// presence update: the whole list, current as of now. `None` when `conn` holds no name.
+pub fn roster<L, const N: usize>(peers: &Peers<L, N>, conn: ConnId) -> Option<String> {
+    let me = peers.by_conn(conn)?;
+    let others = others(peers, &me.name);
+    Some(ServerMsg::Peers { peers: &others }.encode())
 }
 
 /// Any message but `register`, from registered connection `conn`.
@@ -423,6 +439,20 @@ mod tests {
             out[1].1,
             r#"{"type":"peer","name":"kitchen","status":"online"}"#
         );
+    }
+
+    #[test]
+    fn roster_lists_everyone_else_as_of_now() {
+        let mut t = T::new(4);
+        reg(&mut t, 1, "door");
+        reg(&mut t, 2, "kitchen");
+        reg(&mut t, 3, "hall");
+        msg(&mut t, 1, r#"{"type":"call","to":"hall"}"#);
+        assert_eq!(
+            roster(&t, 2).unwrap(),
+            r#"{"type":"peers","peers":[{"name":"door","status":"busy"},{"name":"hall","status":"busy"}]}"#
+        );
+        assert_eq!(roster(&t, 9), None);
     }
 
     #[test]

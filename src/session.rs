@@ -52,11 +52,26 @@ pub enum Kick {
     Idle,
 }
 
-/// How the peer table reaches a connection: its outbox and its kick channel.
+/// How the peer table reaches a connection: its outbox, its kick channel, and the mark
+/// that a presence update found the outbox full.
 #[derive(Debug, Clone)]
 pub struct Link {
     outbox: Sender<Out>,
     kick: Sender<Kick>,
+    stale: Rc<Cell<bool>>,
+}
+
+/// The writer's side of a connection.
+struct WriterEnds {
+    outbox: Receiver<Out>,
+    close: Receiver<Option<CloseFrame>>,
+    /// Told when the outbox falls below half, so a paused reader resumes.
+    drained: Sender<()>,
+    half: usize,
+    /// Set by [`deliver`] when a presence update was dropped: once the outbox is empty,
+    /// the writer sends the whole list ([`relay::roster`]) instead.
+    stale: Rc<Cell<bool>>,
+    conn: ConnId,
 }
 
 /// Why a session ended; decides the close frame.
@@ -199,9 +214,16 @@ pub fn deliver<'ex>(
                 to: To::AllExcept(name),
                 text,
             } => {
+                // Presence takes at most half an outbox, keeping the rest for relays;
+                // where it does not fit, the writer sends the whole list later.
                 let text = Utf8Bytes::from(text);
                 for p in peers.iter().filter(|p| p.name != name) {
-                    offer(&p.link, Out::Text(text.clone()));
+                    let outbox = &p.link.outbox;
+                    let room = outbox.len() < outbox.capacity().unwrap_or(0) / 2;
+                    let full = !room || outbox.try_send(Out::Text(text.clone())).is_err();
+                    if full && !p.link.stale.replace(true) {
+                        log::debug!("connection {}: outbox full, presence dropped", p.conn);
+                    }
                 }
             }
             Effect::Replace(old) => {
@@ -249,13 +271,8 @@ async fn ring_timer<'ex>(
 
 /// The writer: drains the outbox into the socket. On a close request it writes what is
 /// still queued, then the close frame.
-async fn writer<S>(
-    mut ws: async_tungstenite::WebSocketSender<S>,
-    outbox: Receiver<Out>,
-    close: Receiver<Option<CloseFrame>>,
-    drained: Sender<()>,
-    half: usize,
-) where
+async fn writer<S>(shared: Rc<Shared>, mut ws: async_tungstenite::WebSocketSender<S>, q: WriterEnds)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let send = |out| match out {
@@ -263,8 +280,8 @@ async fn writer<S>(
         Out::Ping => Message::Ping(Default::default()),
     };
     loop {
-        let next = async { outbox.recv().await.ok().map(Ok) }
-            .or(async { close.recv().await.ok().map(Err) })
+        let next = async { q.outbox.recv().await.ok().map(Ok) }
+            .or(async { q.close.recv().await.ok().map(Err) })
             .await;
         match next {
             Some(Ok(out)) => {
@@ -273,8 +290,8 @@ async fn writer<S>(
                 if ws.feed(send(out)).await.is_err() {
                     return;
                 }
-                for _ in 1..outbox.capacity().unwrap_or(1) {
-                    let Ok(out) = outbox.try_recv() else { break };
+                for _ in 1..q.outbox.capacity().unwrap_or(1) {
+                    let Ok(out) = q.outbox.try_recv() else { break };
                     if ws.feed(send(out)).await.is_err() {
                         return;
                     }
@@ -282,12 +299,24 @@ async fn writer<S>(
                 if ws.flush().await.is_err() {
                     return;
                 }
-                if outbox.len() < half {
-                    let _ = drained.try_send(());
+                if q.outbox.len() < q.half {
+                    let _ = q.drained.try_send(());
+                }
+                // Presence was dropped: once everything queued before has gone (so
+                // nothing older can follow it), send the list as it is now.
+                if q.stale.get() && q.outbox.is_empty() {
+                    q.stale.set(false);
+                    let roster = relay::roster(&shared.peers.borrow(), q.conn);
+                    if let Some(text) = roster {
+                        log::debug!("connection {}: presence resent whole", q.conn);
+                        if ws.send(Message::text(text)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             Some(Err(frame)) => {
-                while let Ok(out) = outbox.try_recv() {
+                while let Ok(out) = q.outbox.try_recv() {
                     if ws.feed(send(out)).await.is_err() {
                         return;
                     }
@@ -365,7 +394,16 @@ where
     let (close_tx, close_rx) = channel::bounded(1);
     let (drained_tx, drained_rx) = channel::bounded(1);
     let half = cfg.outbox / 2;
-    let writer = ex.spawn(writer(sink, out_rx, close_rx, drained_tx, half));
+    let stale = Rc::new(Cell::new(false));
+    let ends = WriterEnds {
+        outbox: out_rx,
+        close: close_rx,
+        drained: drained_tx,
+        half,
+        stale: stale.clone(),
+        conn,
+    };
+    let writer = ex.spawn(writer(shared.clone(), sink, ends));
     let last_rx = Rc::new(Cell::new(Instant::now()));
     let registered = Rc::new(Cell::new(false));
     let ticker = ex.spawn(ticker(
@@ -378,6 +416,7 @@ where
     let link = Link {
         outbox: out_tx.clone(),
         kick: kick_tx,
+        stale,
     };
     let mut rate = RateLimit::new(cfg.burst);
     let stop = shared.stop.clone();

@@ -1,6 +1,6 @@
 //! Limits and timeouts, each shortened by its flag: message size, inbound rate, register
 //! and idle timeouts, the handshake timeout, the peer table and socket caps, and a slow
-//! consumer that must not stall anyone else.
+//! consumer that must not stall anyone else, and presence that must never cut anyone.
 
 mod support;
 
@@ -458,5 +458,106 @@ fn own_replies_never_cut_a_peer() {
             })
             .await;
         assert_eq!(server.health().await["peers"], 1);
+    });
+}
+
+#[test]
+fn presence_that_does_not_fit_is_resent_whole_and_nobody_is_cut() {
+    let server = start_server(&["--outbox", "8", "--rate", "100000", "--burst", "100000"]);
+    run(async {
+        let (mut watcher, _) = server.register("watcher").await;
+        let (mut a, _) = server.register("a").await;
+        let (mut b, _) = server.register("b").await;
+        // The watcher stops reading; a and b call and hang up until the presence updates
+        // (4 a round) have filled its socket buffers and half its outbox.
+        let mut id = 0;
+        while !server.log().contains("presence dropped") {
+            assert!(id < 40_000, "the watcher's outbox never filled");
+            for _ in 0..20 {
+                let ack = a.request(json!({"type": "call", "to": "b"}), id).await;
+                assert_eq!(ack, json!({"type": "ack", "id": id}));
+                b.recv_type("call").await;
+                let ack = a
+                    .request(json!({"type": "hangup", "to": "b"}), id + 1)
+                    .await;
+                assert_eq!(ack, json!({"type": "ack", "id": id + 1}));
+                b.recv_type("hangup").await;
+                id += 2;
+            }
+        }
+        // Changes the watcher cannot be told one by one: b leaves, c comes.
+        b.close().await;
+        let (_c, _) = server.register("c").await;
+        // Reading again, it gets what was queued, then the whole list as it is now...
+        let mut updates = 0;
+        let roster = loop {
+            let m = watcher.recv().await;
+            if m["type"] == "peers" {
+                break m;
+            }
+            assert_eq!(m["type"], "peer", "{m}");
+            updates += 1;
+        };
+        let mut listed: Vec<Value> = roster["peers"].as_array().unwrap().clone();
+        listed.sort_by_key(|p| p["name"].as_str().unwrap().to_string());
+        assert_eq!(
+            listed,
+            vec![
+                json!({"name": "a", "status": "online"}),
+                json!({"name": "c", "status": "online"})
+            ],
+            "after {updates} updates"
+        );
+        // ...and nothing older after it: the next message is the next change.
+        let (_d, _) = server.register("d").await;
+        assert_eq!(watcher.recv().await, peer("d", "online"));
+        assert_eq!(server.health().await["peers"], 4);
+    });
+}
+
+#[test]
+fn a_registration_storm_cuts_no_one_and_every_list_converges() {
+    const N: usize = 24;
+    let server = start_server(&["--outbox", "4", "--max-peers", &N.to_string()]);
+    run(async {
+        // Everyone connected first, then every register sent at once, as after a restart.
+        let mut clients = Vec::new();
+        for _ in 0..N {
+            clients.push(server.client().await);
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.send(json!({"type": "register", "name": format!("t{i}")}))
+                .await;
+        }
+        // Each one's list, built only from what it was sent, ends up with everyone else.
+        for (i, c) in clients.iter_mut().enumerate() {
+            let mut list = std::collections::BTreeMap::new();
+            while list.len() < N - 1 {
+                let m = c.recv().await;
+                let set = |list: &mut std::collections::BTreeMap<_, _>, peers: &Value| {
+                    list.clear();
+                    for p in peers.as_array().unwrap() {
+                        list.insert(p["name"].to_string(), p["status"].to_string());
+                    }
+                };
+                match m["type"].as_str().unwrap() {
+                    "registered" | "peers" => set(&mut list, &m["peers"]),
+                    "peer" if m["status"] == "offline" => {
+                        list.remove(&m["name"].to_string());
+                    }
+                    "peer" => {
+                        list.insert(m["name"].to_string(), m["status"].to_string());
+                    }
+                    _ => panic!("t{i}: {m}"),
+                }
+            }
+            assert!(!list.contains_key(&format!("\"t{i}\"")));
+            assert!(list.values().all(|s| s == "\"online\""), "t{i}: {list:?}");
+        }
+        let health = server.health().await;
+        assert_eq!(
+            (health["peers"].clone(), health["connections"].clone()),
+            (json!(N), json!(N))
+        );
     });
 }
