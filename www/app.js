@@ -279,6 +279,14 @@ sig.on('state', () => {
   if (S.screen === 'list') renderList();
 });
 
+/** Replace the whole list (from `registered`, or `peers` after dropped updates). */
+function setRoster(list) {
+  S.peers.clear();
+  for (const p of Array.isArray(list) ? list : []) {
+    if (p && typeof p.name === 'string' && p.name !== S.me) S.peers.set(p.name, p.status === 'busy' ? 'busy' : 'online');
+  }
+}
+
 sig.on('registered', (msg) => {
   S.me = msg.name || S.me;
   store.set(NAME_KEY, S.me);
@@ -287,8 +295,7 @@ sig.on('registered', (msg) => {
     sig.send(S.queuedHangup);
     S.queuedHangup = null;
   }
-  S.peers.clear();
-  for (const p of msg.peers || []) if (p && p.name) S.peers.set(p.name, p.status === 'busy' ? 'busy' : 'online');
+  setRoster(msg.peers);
   // After a reconnect the server either kept our call (the token carried it
   // over, so the partner is still busy) or it restarted and forgot it.
   if (S.partner && S.peers.get(S.partner) !== 'busy') {
@@ -322,6 +329,10 @@ sig.on('message', (msg) => {
       if (typeof msg.name !== 'string' || msg.name === S.me) break;
       if (msg.status === 'offline') S.peers.delete(msg.name);
       else S.peers.set(msg.name, msg.status === 'busy' ? 'busy' : 'online');
+      if (S.screen === 'list') renderList();
+      break;
+    case 'peers':
+      setRoster(msg.peers);
       if (S.screen === 'list') renderList();
       break;
     case 'call':
