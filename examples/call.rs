@@ -235,7 +235,7 @@ async fn expect(ws: &mut Ws, want: Value) -> Result<(), String> {
         if got == want {
             return Ok(());
         }
-        if got["type"] != "peer" {
+        if got["type"] != "peer" && got["type"] != "peers" {
             return Err(format!("expected {want}, got {got}"));
         }
     }

@@ -145,7 +145,7 @@ async fn check_until_done(rx: &mut Rx, from: &str, tally: &Tally) -> Result<(), 
         last = Instant::now();
         let m: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
         match m["type"].as_str() {
-            Some("peer") => {}
+            Some("peer" | "peers") => {}
             Some("signal") if m["from"] == from => {
                 let want = tally.got.get();
                 if m["data"]["seq"] != json!(want) {

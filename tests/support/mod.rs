@@ -503,14 +503,14 @@ impl Client {
         serde_json::from_str(&self.recv_text().await).expect("server sent JSON")
     }
 
-    /// Next message of the given type, skipping presence updates (`peer`) on the way.
+    /// Next message of the given type, skipping presence updates on the way.
     pub async fn recv_type(&mut self, ty: &str) -> Value {
         loop {
             let m = self.recv().await;
             if m["type"] == ty {
                 return m;
             }
-            assert_eq!(m["type"], "peer", "{}: expected {ty}, got {m}", self.name);
+            assert!(is_presence(&m), "{}: expected {ty}, got {m}", self.name);
         }
     }
 
@@ -578,9 +578,14 @@ impl Client {
             if m["id"] == json!(id) {
                 return m;
             }
-            assert_eq!(m["type"], "peer", "{}: unexpected {m}", self.name);
+            assert!(is_presence(&m), "{}: unexpected {m}", self.name);
         }
     }
+}
+
+/// A presence update: one peer's status, or the whole list that replaces dropped ones.
+pub fn is_presence(m: &Value) -> bool {
+    m["type"] == "peer" || m["type"] == "peers"
 }
 
 /// Run an async test body on a fresh single-threaded executor.
