@@ -53,7 +53,7 @@ pub enum Kick {
 }
 
 /// How the peer table reaches a connection: its outbox, its kick channel, and the mark
-/// that a presence update found the outbox full.
+/// that a presence update found the outbox half full.
 #[derive(Debug, Clone)]
 pub struct Link {
     outbox: Sender<Out>,
@@ -222,7 +222,7 @@ pub fn deliver<'ex>(
                     let room = outbox.len() < outbox.capacity().unwrap_or(0) / 2;
                     let full = !room || outbox.try_send(Out::Text(text.clone())).is_err();
                     if full && !p.link.stale.replace(true) {
-                        log::debug!("connection {}: outbox full, presence dropped", p.conn);
+                        log::debug!("connection {}: outbox half full, presence dropped", p.conn);
                     }
                 }
             }
