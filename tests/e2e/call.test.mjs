@@ -298,6 +298,45 @@ test('an unanswered call ends with "no answer" after the ring timeout', async ()
   assert.equal((await B.probe(() => window.intercomTest.notice()))?.key, 'missed');
 });
 
+test('a tablet ringing for someone else shows as busy, and calling it says so', async () => {
+  // A third device, "Hall", is a bare WebSocket opened from the kitchen page; it calls the door.
+  await A.page.evaluate(
+    (door) =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`wss://${location.host}/ws`);
+        window.hallSocket = ws;
+        ws.onopen = () => ws.send(JSON.stringify({ type: 'register', name: 'Hall' }));
+        ws.onerror = () => reject(new Error('the Hall socket failed'));
+        ws.onmessage = (e) => {
+          const m = JSON.parse(e.data);
+          if (m.type === 'registered') ws.send(JSON.stringify({ type: 'call', to: door, id: 1 }));
+          else if (m.type === 'ack' && m.id === 1) resolve();
+          else if (m.type === 'error') reject(new Error(e.data));
+        };
+      }),
+    DOOR,
+  );
+  await waitPeer(A, DOOR, 'busy');
+  // A busy entry is aria-disabled (Playwright would wait for it to be enabled), yet a tap
+  // on it must explain itself; the ring lasts RING_TIMEOUT_S, so tap at once.
+  await A.page.click(`[data-peer="${DOOR}"]`, { force: true });
+  const notice = await waitFor(A, 'busy notice', () => window.intercomTest.notice()?.key === 'isBusy' && window.intercomTest.notice(), undefined, { report });
+  assert.equal(notice.key, 'isBusy');
+  assert.match(notice.text, /Front door is busy/);
+  assert.equal(await A.probe(state), 'list', 'no call was started');
+  assert.equal(await A.probe(() => window.intercomTest.peers().Hall), 'busy');
+  assert.equal(await B.probe(state), 'incoming', 'the door rings for Hall');
+  await A.page.screenshot({ path: join(artifacts, 'kitchen-busy.png') });
+  // Hall gives up and leaves: the door stops ringing and everyone is available again.
+  await A.page.evaluate((door) => {
+    window.hallSocket.send(JSON.stringify({ type: 'hangup', to: door }));
+    window.hallSocket.close();
+  }, DOOR);
+  await waitState(B, 'list');
+  await waitPeer(A, DOOR, 'online');
+  await waitFor(A, 'Hall gone', () => !('Hall' in window.intercomTest.peers()), undefined, { report });
+});
+
 test('without camera permission the call still connects with audio, and says so', async () => {
   // The kitchen tablet refuses the camera from now on.
   await A.page.evaluate(() => {
