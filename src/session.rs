@@ -17,7 +17,7 @@ use async_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt, StreamExt};
 use futures_util::SinkExt;
 use smol::channel::{self, Receiver, Sender};
 use smol::{LocalExecutor, Timer};
@@ -27,6 +27,11 @@ use std::time::{Duration, Instant};
 
 /// How long a closing connection may take to flush its last frames and close handshake.
 const CLOSE_GRACE: Duration = Duration::from_millis(1000);
+/// After a frame that broke the protocol, the client's remaining bytes are read and
+/// dropped until it has been quiet this long...
+const LINGER_QUIET: Duration = Duration::from_millis(100);
+/// ...or has sent this much.
+const LINGER_BYTES: usize = 1 << 20;
 /// Over the rate limit for this long without a break → the connection is closed.
 const RATE_GRACE: Duration = Duration::from_secs(5);
 /// This long without a refused message is a break: the client came back under the limit.
@@ -270,8 +275,12 @@ async fn ring_timer<'ex>(
 }
 
 /// The writer: drains the outbox into the socket. On a close request it writes what is
-/// still queued, then the close frame.
-async fn writer<S>(shared: Rc<Shared>, mut ws: async_tungstenite::WebSocketSender<S>, q: WriterEnds)
+/// still queued, then the close frame, and hands the socket back.
+async fn writer<S>(
+    shared: Rc<Shared>,
+    mut ws: async_tungstenite::WebSocketSender<S>,
+    q: WriterEnds,
+) -> Option<async_tungstenite::WebSocketSender<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -288,16 +297,16 @@ where
                 // Whatever else is queued already leaves with it in one flush (one TLS
                 // record, one send); at most an outbox's worth, so the task still yields.
                 if ws.feed(send(out)).await.is_err() {
-                    return;
+                    return None;
                 }
                 for _ in 1..q.outbox.capacity().unwrap_or(1) {
                     let Ok(out) = q.outbox.try_recv() else { break };
                     if ws.feed(send(out)).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
                 if ws.flush().await.is_err() {
-                    return;
+                    return None;
                 }
                 if q.outbox.len() < q.half {
                     let _ = q.drained.try_send(());
@@ -310,7 +319,7 @@ where
                     if let Some(text) = roster {
                         log::debug!("connection {}: presence resent whole", q.conn);
                         if ws.send(Message::text(text)).await.is_err() {
-                            return;
+                            return None;
                         }
                     }
                 }
@@ -318,13 +327,12 @@ where
             Some(Err(frame)) => {
                 while let Ok(out) = q.outbox.try_recv() {
                     if ws.feed(send(out)).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
-                let _ = ws.close(frame).await;
-                return;
+                return ws.close(frame).await.is_ok().then_some(ws);
             }
-            None => return,
+            None => return None,
         }
     }
 }
@@ -527,10 +535,19 @@ where
         CLOSE_GRACE
     };
     let finish = async {
-        writer.await;
+        let sink = writer.await;
+        if !polite {
+            return;
+        }
         // Wait for the client's side of the close handshake, then drop the socket.
-        if polite {
+        if !matches!(end, End::TooLarge | End::Protocol(_)) {
             while let Some(Ok(_)) = frames.next().await {}
+        } else if let Some(sink) = sink {
+            // The frames can no longer be parsed, but what the client still sends must be
+            // read: closing over unread bytes sends a reset that can overtake the close frame.
+            if let Ok(ws) = WebSocketStream::reunite(sink, frames) {
+                linger(ws.into_inner()).await;
+            }
         }
     };
     finish
@@ -538,6 +555,23 @@ where
             Timer::after(grace).await;
         })
         .await;
+}
+
+/// Read and drop what a client that broke the protocol still sends, until it closes, goes
+/// quiet for [`LINGER_QUIET`] or has sent [`LINGER_BYTES`] (all within the close grace).
+async fn linger<S: AsyncRead + Unpin>(mut io: S) {
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        let read = io.read(&mut buf).or(async {
+            Timer::after(LINGER_QUIET).await;
+            Ok(0)
+        });
+        match read.await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
 }
 
 /// Map a read error to how the session ends.

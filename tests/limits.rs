@@ -56,20 +56,27 @@ fn message_size_limit() {
             .await
             .unwrap();
         assert_bad_message(&a.recv().await, None);
-        // One byte more: too_large, then close 1009, and the peer is gone.
-        // (The server stops reading at the limit, so the rest of the write may fail.)
-        let _ = a.send_raw(Message::text(padded_call(2, 65_537))).await;
+        // One byte more: too_large, then close 1009, and the peer is gone. The server
+        // buffers none of it, but reads and drops the rest, so the client's write completes
+        // and the connection ends cleanly (closing over unread bytes would reset it).
+        a.send_raw(Message::text(padded_call(2, 65_537)))
+            .await
+            .expect("the whole oversized message is taken");
         let (closed, seen) = a.closed().await;
         assert_eq!(seen, vec![error(None, "too_large")]);
         assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+        assert!(a.ws.next().await.is_none(), "a clean end, not a reset");
         assert_eq!(watcher.recv().await, peer("a", "offline"));
 
         let (mut b, _) = server.register("b").await;
         watcher.recv().await;
-        let _ = b.send_raw(Message::binary(vec![0; 65_537])).await;
+        b.send_raw(Message::binary(vec![0; 300_000]))
+            .await
+            .expect("the whole oversized message is taken");
         let (closed, seen) = b.closed().await;
         assert_eq!(seen, vec![error(None, "too_large")]);
         assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+        assert!(b.ws.next().await.is_none(), "a clean end, not a reset");
         assert_eq!(watcher.recv().await, peer("b", "offline"));
     });
     // The flag moves the limit; unregistered connections are held to it too.
