@@ -577,18 +577,13 @@ mod tests {
         ] {
             assert_eq!(normalize_origin(bad), None, "{bad}");
         }
-        assert_eq!(
-            normalize_origin("https://[::1]:443").as_deref(),
-            Some("https://[::1]")
-        );
-        assert_eq!(
-            normalize_origin("https://[::1]:8443").as_deref(),
-            Some("https://[::1]:8443")
-        );
-        assert_eq!(
-            normalize_origin("http://Pi:80").as_deref(),
-            Some("http://pi")
-        );
+        for (good, want) in [
+            ("https://[::1]:443", "https://[::1]"),
+            ("https://[::1]:8443", "https://[::1]:8443"),
+            ("http://Pi:80", "http://pi"),
+        ] {
+            assert_eq!(normalize_origin(good).as_deref(), Some(want), "{good}");
+        }
     }
 
     #[test]
