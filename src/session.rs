@@ -57,6 +57,12 @@ pub enum Kick {
     Idle,
 }
 
+/// Half an outbox (at least one message): where a connection's reader pauses, and all that
+/// presence updates may fill.
+fn half(capacity: Option<usize>) -> usize {
+    (capacity.unwrap_or(2) / 2).max(1)
+}
+
 /// How the peer table reaches a connection: its outbox, its kick channel, and the mark
 /// that a presence update found the outbox half full.
 #[derive(Debug, Clone)]
@@ -72,7 +78,6 @@ struct WriterEnds {
     close: Receiver<Option<CloseFrame>>,
     /// Told when the outbox falls below half, so a paused reader resumes.
     drained: Sender<()>,
-    half: usize,
     /// Set by [`deliver`] when a presence update was dropped: once the outbox is empty,
     /// the writer sends the whole list ([`relay::roster`]) instead.
     stale: Rc<Cell<bool>>,
@@ -224,7 +229,7 @@ pub fn deliver<'ex>(
                 let text = Utf8Bytes::from(text);
                 for p in peers.iter().filter(|p| p.name != name) {
                     let outbox = &p.link.outbox;
-                    let room = outbox.len() < outbox.capacity().unwrap_or(0) / 2;
+                    let room = outbox.len() < half(outbox.capacity());
                     let full = !room || outbox.try_send(Out::Text(text.clone())).is_err();
                     if full && !p.link.stale.replace(true) {
                         log::debug!("connection {}: outbox half full, presence dropped", p.conn);
@@ -308,7 +313,7 @@ where
                 if ws.flush().await.is_err() {
                     return None;
                 }
-                if q.outbox.len() < q.half {
+                if q.outbox.len() < half(q.outbox.capacity()) {
                     let _ = q.drained.try_send(());
                 }
                 // Presence was dropped: once everything queued before has gone (so
@@ -401,13 +406,11 @@ where
     let (kick_tx, kick_rx) = channel::bounded(1);
     let (close_tx, close_rx) = channel::bounded(1);
     let (drained_tx, drained_rx) = channel::bounded(1);
-    let half = cfg.outbox / 2;
     let stale = Rc::new(Cell::new(false));
     let ends = WriterEnds {
         outbox: out_rx,
         close: close_rx,
         drained: drained_tx,
-        half,
         stale: stale.clone(),
         conn,
     };
@@ -431,7 +434,7 @@ where
 
     let end = loop {
         // Backpressure: stop reading while our own outbox is half full.
-        let reading = out_tx.len() < half.max(1);
+        let reading = out_tx.len() < half(out_tx.capacity());
         let event = async {
             if reading {
                 Event::Frame(frames.next().await)
