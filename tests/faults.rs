@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use support::{Client, Closed, Server, call_pair, patience, run, start_server};
+use support::{Client, Closed, Server, call_pair, is_presence, patience, run, start_server};
 
 /// Relaying pairs kept busy during every fault (16 peers).
 const PAIRS: usize = 8;
@@ -145,7 +145,7 @@ async fn check_until_done(rx: &mut Rx, from: &str, tally: &Tally) -> Result<(), 
         last = Instant::now();
         let m: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
         match m["type"].as_str() {
-            Some("peer" | "peers") => {}
+            _ if is_presence(&m) => {}
             Some("signal") if m["from"] == from => {
                 let want = tally.got.get();
                 if m["data"]["seq"] != json!(want) {
