@@ -11,8 +11,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-/// Bytes fetched by one read from the socket: a few signaling messages. (8 KiB measured
-/// no faster; 4 KiB holds a 3 KB SDP offer in one read.)
+/// Bytes fetched by one read from the socket: a few signaling messages, or a 3 KB SDP
+/// offer in one read. (8 KiB measured no faster and cost more memory; see BENCHMARKS.md.)
 pub const READ_AHEAD: usize = 4096;
 
 pub struct Sock {
