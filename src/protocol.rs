@@ -13,6 +13,9 @@ use std::borrow::Cow;
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest peer name, in bytes.
 pub const MAX_NAME_BYTES: usize = 32;
+/// Wrong access keys one connection may try; the last is answered, then the connection
+/// is closed (1008 `unauthorized`).
+pub const MAX_WRONG_KEYS: u32 = 3;
 /// Longest hangup reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 32;
 
@@ -181,6 +184,12 @@ pub fn decode(text: &str) -> Result<(Option<u32>, ClientMsg<'_>), DecodeError> {
             if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
                 return bad(id, "reason longer than 32 bytes");
             }
+            if reason
+                .as_ref()
+                .is_some_and(|r| r.chars().any(char::is_control))
+            {
+                return bad(id, "reason must not contain control characters");
+            }
             ClientMsg::Hangup {
                 to: string(env.to, "to must be a string")?,
                 reason,
@@ -232,13 +241,110 @@ fn opt<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Result<Option<T>, (
     }
 }
 
-/// Whether `name` is a valid peer name (1–32 bytes, no control characters, no leading or
-/// trailing white space).
+/// Whether `name` is a valid peer name: 1–32 bytes, no leading or trailing white space,
+/// no control characters (C0, DEL, C1), and nothing invisible: no Unicode
+/// default-ignorable code point (zero-width characters, BOM, Hangul fillers, variation
+/// selectors) and no bidi control, so two entries in a list never look alike.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_BYTES
-        && !name.chars().any(char::is_control)
+        && !name.chars().any(|c| c.is_control() || invisible(c))
         && name.trim() == name
+}
+
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties, Unicode 16), which
+/// includes every Bidi_Control character.
+fn invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
+}
+
+/// Whether two names are the same for uniqueness: equal after NFC normalisation and
+/// case folding (Unicode lowercase mapping), so `Door` is taken while `door` is online.
+/// Compares lazily, without allocating.
+pub fn same_name(a: &str, b: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    fn fold(s: &str) -> impl Iterator<Item = char> + '_ {
+        s.nfc().flat_map(char::to_lowercase).nfc()
+    }
+    a == b || fold(a).eq(fold(b))
+}
+
+/// The `id` of a message without decoding it, for refusing a flood cheaply: found when
+/// it is among the first keys (within [`PEEK_BYTES`]) or is the last key, where clients
+/// put it. Looks at a bounded number of bytes whatever the message size.
+pub fn peek_id(text: &str) -> Option<u32> {
+    let b = text.as_bytes();
+    head_id(&b[..b.len().min(PEEK_BYTES)]).or_else(|| tail_id(b))
+}
+
+/// How far [`peek_id`] reads from the start of a message.
+pub const PEEK_BYTES: usize = 256;
+
+fn digits(b: &[u8]) -> Option<u32> {
+    let end = b
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(b.len());
+    std::str::from_utf8(&b[..end]).ok()?.parse().ok()
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// A forward scan of the top-level keys in `b`.
+fn head_id(b: &[u8]) -> Option<u32> {
+    let (mut depth, mut key_next, mut i) = (0u32, false, 0);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                let (key, end) = (b.get(start..j)?, j + 1);
+                if depth == 1 && key_next {
+                    key_next = false;
+                    let colon = skip_ws(b, end);
+                    if key == b"id" && b.get(colon) == Some(&b':') {
+                        return digits(&b[skip_ws(b, colon + 1)..]);
+                    }
+                }
+                i = end;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                key_next = depth == 1 && b[i] == b'{';
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => key_next = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `…,"id":N}` at the very end of `b`, read backwards.
+fn tail_id(b: &[u8]) -> Option<u32> {
+    let b = b.trim_ascii_end().strip_suffix(b"}")?.trim_ascii_end();
+    let start = b.iter().rposition(|c| !c.is_ascii_digit())? + 1;
+    let n = digits(&b[start..])?;
+    let rest = b[..start]
+        .trim_ascii_end()
+        .strip_suffix(b":")?
+        .trim_ascii_end();
+    let rest = rest.strip_suffix(b"\"id\"")?.trim_ascii_end();
+    matches!(rest.last(), Some(b',' | b'{')).then_some(n)
 }
 
 /// Presence status of a registered peer as others see it.
@@ -397,5 +503,64 @@ mod tests {
         assert!(!valid_name("a\u{7}"));
         assert!(!valid_name(&"x".repeat(33)));
         assert!(valid_name(&"x".repeat(32)));
+        for invisible in [
+            "door\u{200b}",
+            "\u{202e}rood",
+            "\u{feff}door",
+            "\u{3164}",
+            "a\u{85}",
+        ] {
+            assert!(!valid_name(invisible), "{invisible:?}");
+        }
+    }
+
+    #[test]
+    fn names_compare_folded() {
+        assert!(same_name("Door", "door"));
+        assert!(same_name("DOOR", "door"));
+        // é precomposed and decomposed.
+        assert!(same_name("caf\u{e9}", "cafe\u{301}"));
+        assert!(same_name("Caf\u{e9}", "CAFE\u{301}"));
+        assert!(same_name("주방", "주방"));
+        assert!(!same_name("door", "doors"));
+        assert!(!same_name("kitchen", "door"));
+    }
+
+    #[test]
+    fn reasons_have_no_control_characters() {
+        for bad in [
+            "a\\nb",
+            "\\r",
+            "\\u001b[2J",
+            "\\u007f",
+            "\\u0085",
+            "x\\u0000",
+        ] {
+            let msg = format!(r#"{{"type":"hangup","to":"a","reason":"{bad}","id":3}}"#);
+            let e = decode(&msg).unwrap_err();
+            assert_eq!(e.id, Some(3), "{bad}");
+        }
+        assert!(decode(r#"{"type":"hangup","to":"a","reason":"꺼짐 ok"}"#).is_ok());
+    }
+
+    #[test]
+    fn peeks_the_id_at_either_end() {
+        assert_eq!(peek_id(r#"{"type":"call","id":7,"to":"x"}"#), Some(7));
+        assert_eq!(peek_id(r#"{"id": 12 ,"type":"x"}"#), Some(12));
+        assert_eq!(
+            peek_id(r#"{"type":"signal","data":{"id":5},"id":9}"#),
+            Some(9)
+        );
+        assert_eq!(peek_id(r#"{"data":{"id":5}}"#), None);
+        assert_eq!(peek_id(r#"{"reason":"\"id\":4","x":1}"#), None);
+        let big = format!(
+            r#"{{"type":"signal","data":"{}","id":42}}"#,
+            "x".repeat(70_000)
+        );
+        assert_eq!(peek_id(&big), Some(42));
+        let lost = format!(r#"{{"data":"{}","id":42,"z":0}}"#, "x".repeat(70_000));
+        assert_eq!(peek_id(&lost), None);
+        assert_eq!(peek_id("[1,2]"), None);
+        assert_eq!(peek_id(""), None);
     }
 }

@@ -26,6 +26,9 @@ pub enum Effect<L> {
     Send { to: To, text: String },
     /// Close a connection that a resume replaced (4001 "replaced").
     Replace(L),
+    /// The acting connection gave a wrong or missing access key (counted by the session,
+    /// which closes the connection after [`crate::protocol::MAX_WRONG_KEYS`]).
+    WrongKey,
     /// Start the unanswered-ring timer for this ring.
     Ring {
         caller: Name,
@@ -112,6 +115,9 @@ pub fn register<L: Clone, const N: usize>(
     };
     if let Err(code) = check {
         reply(&mut fx, id, Err(code));
+        if code == ErrorCode::Unauthorized {
+            push(&mut fx, Effect::WrongKey);
+        }
         return fx;
     }
     let Some(name) = name_of(name) else {
@@ -133,6 +139,14 @@ pub fn register<L: Clone, const N: usize>(
         return fx;
     }
 
+    // `Door` while `door` is online: taken (resumes use the name exactly as registered).
+    if peers
+        .iter()
+        .any(|p| crate::protocol::same_name(&p.name, &name))
+    {
+        reply(&mut fx, id, Err(ErrorCode::NameTaken));
+        return fx;
+    }
     let peer = Peer {
         name: name.clone(),
         token: fresh,
@@ -573,7 +587,31 @@ mod tests {
         assert!(r(&mut t, false, " x", Some("k")).contains("name_invalid"));
         assert!(r(&mut t, false, "x", Some("k")).contains("registered"));
         assert!(r(&mut t, false, "x", Some("k")).contains("name_taken"));
+        assert!(r(&mut t, false, "X", Some("k")).contains("name_taken"));
         assert!(r(&mut t, false, "y", Some("k")).contains(r#""code":"full""#));
+        // A wrong key is marked for the session to count.
+        let fx = register(
+            &mut t,
+            &c,
+            8,
+            8,
+            false,
+            None,
+            ("y", None, Some("no")),
+            token("z"),
+        );
+        assert!(fx.iter().any(|e| matches!(e, Effect::WrongKey)));
+        let fx = register(
+            &mut t,
+            &c,
+            8,
+            8,
+            false,
+            None,
+            ("y", None, Some("k")),
+            token("z"),
+        );
+        assert!(!fx.iter().any(|e| matches!(e, Effect::WrongKey)));
         let e = texts(&msg(&mut t, 9, r#"{"type":"call","to":"x"}"#));
         assert!(e[0].1.contains("self_call"));
         let e = texts(&msg(&mut t, 9, r#"{"type":"call","to":"nobody","id":5}"#));
