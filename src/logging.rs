@@ -1,6 +1,11 @@
 //! A `log` backend writing one line per record to stderr. Under systemd (`JOURNAL_STREAM`
 //! set) each line starts with its syslog priority (`<6>`) and has no timestamp, since the
 //! journal adds its own; otherwise lines carry a UTC timestamp.
+//!
+//! Every line is one line: control characters (C0, DEL, C1) in a message, wherever they
+//! came from, are written as `\u{..}` escapes, so a peer-supplied string can never start
+//! a forged journal entry. Other crates' records (the WebSocket library logs whole
+//! frames, access keys and tokens included, at trace) are dropped below warn.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
@@ -17,6 +22,22 @@ pub fn init(level: LevelFilter) {
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let _ = log::set_logger(if journal { &JOURNAL } else { &PLAIN });
     log::set_max_level(level);
+}
+
+/// `text` with every control character escaped.
+fn one_line(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn priority(level: Level) -> u8 {
@@ -57,19 +78,36 @@ fn timestamp() -> String {
 impl Log for Logger {
     fn enabled(&self, meta: &Metadata) -> bool {
         meta.level() <= log::max_level()
+            && (meta.level() <= Level::Warn || meta.target().starts_with("intercomd"))
     }
 
     fn log(&self, record: &Record) {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let text = one_line(record.args().to_string());
         let line = if self.journal {
-            format!("<{}>{}\n", priority(record.level()), record.args())
+            format!("<{}>{text}\n", priority(record.level()))
         } else {
-            format!("{} {:5} {}\n", timestamp(), record.level(), record.args())
+            format!("{} {:5} {text}\n", timestamp(), record.level())
         };
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_leave_the_line() {
+        let forged = one_line("hangup reason: x\n<0>EMERG: \u{1b}[2J\r\u{7f}\u{85}".into());
+        assert_eq!(
+            forged,
+            "hangup reason: x\\u{a}<0>EMERG: \\u{1b}[2J\\u{d}\\u{7f}\\u{85}"
+        );
+        assert_eq!(one_line("주방 -> call door".into()), "주방 -> call door");
+    }
 }
