@@ -32,6 +32,7 @@ pub struct Config {
     pub rate: f64,
     pub burst: f64,
     pub outbox: usize,
+    pub outbox_bytes: usize,
     pub ice_servers: Box<RawValue>,
     pub allow_origin: Vec<String>,
     pub access_key: Option<String>,
@@ -57,6 +58,7 @@ impl Default for Config {
             rate: 100.0,
             burst: 200.0,
             outbox: 64,
+            outbox_bytes: 256 * 1024,
             ice_servers: parse_ice_servers("[]").unwrap_or_else(|_| unreachable!()),
             allow_origin: Vec::new(),
             access_key: None,
@@ -100,6 +102,7 @@ Limits (durations in seconds, fractions allowed):
   --max-peers N             registered peers                 [default: CAPACITY]
   --max-message BYTES       largest WebSocket message        [default: 65536]
   --outbox N                queued messages per connection   [default: 64]
+  --outbox-bytes BYTES      queued bytes per connection      [default: 262144]
   --rate N                  inbound messages/s per connection [default: 100]
   --burst N                 inbound burst per connection     [default: 200]
   --handshake-timeout S     TLS handshake + request head     [default: 10]
@@ -172,6 +175,7 @@ where
             }
             "max-message" => c.max_message = positive(flag, &value()?)?,
             "outbox" => c.outbox = positive::<usize>(flag, &value()?)?.max(2),
+            "outbox-bytes" => c.outbox_bytes = positive::<usize>(flag, &value()?)?,
             "rate" => c.rate = positive(flag, &value()?)?,
             "burst" => c.burst = positive(flag, &value()?)?,
             "handshake-timeout" => c.handshake_timeout = secs(flag, &value()?)?,
@@ -187,6 +191,9 @@ where
             }
             _ => return Err(format!("unknown flag --{flag}")),
         }
+    }
+    if c.outbox_bytes < 2 * c.max_message {
+        return Err("--outbox-bytes must hold at least two messages of --max-message".into());
     }
     if c.cert.is_some() != c.key.is_some() {
         return Err("--cert and --key go together".into());
@@ -249,5 +256,7 @@ mod tests {
         assert!(run(&["--ice-servers", "{}"]).is_err());
         assert!(run(&["--cert", "x"]).is_err());
         assert!(run(&["--bogus"]).is_err());
+        assert!(run(&["--outbox-bytes", "1000"]).is_err());
+        assert!(run(&["--outbox-bytes", "1000", "--max-message", "500"]).is_ok());
     }
 }

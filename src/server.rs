@@ -35,6 +35,8 @@ pub struct Shared {
     /// Timers of rings started (ring id, task). Dropping a task cancels its timer; see
     /// `session::deliver`, which keeps only rings still ringing.
     pub rings: RefCell<Vec<(u64, smol::Task<()>)>>,
+    /// Wrong access keys per source address, for rate-limited warnings.
+    pub key_refusals: RefCell<session::KeyRefusals>,
     stop_tx: Sender<()>,
     websockets: Rc<Cell<usize>>,
     next_conn: Cell<u64>,
@@ -62,6 +64,7 @@ impl Shared {
             acceptor: tls.acceptor,
             stop,
             rings: RefCell::new(Vec::new()),
+            key_refusals: RefCell::new(session::KeyRefusals::default()),
             stop_tx,
             websockets: Rc::new(Cell::new(0)),
             next_conn: Cell::new(0),
@@ -137,8 +140,8 @@ pub async fn run<'ex>(
 async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, listener: TcpListener) {
     let sockets = Rc::new(Cell::new(0usize));
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 log::warn!("accept failed: {e}");
@@ -156,7 +159,7 @@ async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, liste
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         ex.spawn(async move {
-            connection(ex, shared, stream).await;
+            connection(ex, shared, stream, peer.ip()).await;
             drop(open);
         })
         .detach();
@@ -165,7 +168,12 @@ async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, liste
 
 /// One socket on the TLS port: TLS, then HTTP requests (keep-alive) until one upgrades
 /// to a WebSocket or the connection ends.
-async fn connection<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, tcp: TcpStream) {
+async fn connection<'ex>(
+    ex: &'ex LocalExecutor<'ex>,
+    shared: Rc<Shared>,
+    tcp: TcpStream,
+    peer: std::net::IpAddr,
+) {
     let timeout = shared.cfg.handshake_timeout;
     let tls = async { shared.acceptor.accept(Sock::new(tcp)).await.map_err(Some) }
         .or(async {
@@ -215,7 +223,7 @@ async fn connection<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, tcp: T
                     return;
                 }
                 let part = buf.split_off(len);
-                session::run(ex, shared, tls, part).await;
+                session::run(ex, shared, tls, part, peer).await;
                 return;
             }
             Route::Respond(resp) => {

@@ -9,7 +9,7 @@
 //! across an `.await`.
 
 use crate::peers::{Call, ConnId, Token};
-use crate::protocol::{ClientMsg, ErrorCode, Name, ServerMsg, decode};
+use crate::protocol::{ClientMsg, ErrorCode, MAX_WRONG_KEYS, Name, ServerMsg, decode, peek_id};
 use crate::relay::{self, Effect, Effects, RegisterCtx, To};
 use crate::server::Shared;
 use async_tungstenite::WebSocketStream;
@@ -22,6 +22,7 @@ use futures_util::SinkExt;
 use smol::channel::{self, Receiver, Sender};
 use smol::{LocalExecutor, Timer};
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ const LINGER_BYTES: usize = 1 << 20;
 const RATE_GRACE: Duration = Duration::from_secs(5);
 /// This long without a refused message is a break: the client came back under the limit.
 const RATE_CALM: Duration = Duration::from_secs(1);
+/// At most one warning line per source address per this long about wrong access keys.
+const KEY_REPORT_EVERY: Duration = Duration::from_secs(60);
+/// Source addresses whose wrong keys are being counted between warning lines.
+const KEY_REPORT_ADDRESSES: usize = 32;
 
 /// Something queued for a connection's writer.
 #[derive(Debug)]
@@ -70,6 +75,76 @@ pub struct Link {
     outbox: Sender<Out>,
     kick: Sender<Kick>,
     stale: Rc<Cell<bool>>,
+    /// Bytes waiting in `outbox`: the outbox is bounded by `--outbox-bytes` as well as
+    /// by count, so the worst case of every connection has a fixed memory budget.
+    queued: Rc<Cell<usize>>,
+    budget: usize,
+}
+
+impl Link {
+    /// Whether the outbox is at least half full, by count or by bytes: the owner's reader
+    /// pauses, and presence no longer fits.
+    fn half_full(&self) -> bool {
+        self.outbox.len() >= half(self.outbox.capacity()) || self.queued.get() >= self.budget / 2
+    }
+
+    /// Queue without waiting; `false` when the message does not fit (count or bytes).
+    fn try_queue(&self, text: Utf8Bytes, limit: usize) -> bool {
+        let len = text.len();
+        if self.queued.get() + len > limit {
+            return false;
+        }
+        match self.outbox.try_send(Out::Text(text)) {
+            Ok(()) => {
+                self.queued.set(self.queued.get() + len);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Queue a reply to the connection's own message, waiting for room by count (the
+    /// reader pauses at half an outbox, so its own replies always fit the byte budget).
+    async fn queue_own(&self, text: Utf8Bytes) -> bool {
+        let len = text.len();
+        self.queued.set(self.queued.get() + len);
+        let sent = self.outbox.send(Out::Text(text)).await.is_ok();
+        if !sent {
+            self.queued.set(self.queued.get() - len);
+        }
+        sent
+    }
+}
+
+/// Wrong access keys per source address, so refusals are logged as a count at most once
+/// a minute per address, never as one line per guess. Bounded: the address reported
+/// longest ago makes room for a new one.
+#[derive(Debug, Default)]
+pub struct KeyRefusals {
+    seen: heapless::Vec<(IpAddr, Instant, u32), KEY_REPORT_ADDRESSES>,
+}
+
+impl KeyRefusals {
+    /// Count a refusal from `ip`; returns the count to report when a line is due.
+    pub fn count(&mut self, ip: IpAddr, now: Instant) -> Option<u32> {
+        if let Some(e) = self.seen.iter_mut().find(|e| e.0 == ip) {
+            e.2 += 1;
+            if now.duration_since(e.1) < KEY_REPORT_EVERY {
+                return None;
+            }
+            let n = e.2;
+            (e.1, e.2) = (now, 0);
+            return Some(n);
+        }
+        if self.seen.is_full() {
+            let oldest = (0..self.seen.len()).min_by_key(|&i| self.seen[i].1);
+            if let Some(i) = oldest {
+                self.seen.swap_remove(i);
+            }
+        }
+        let _ = self.seen.push((ip, now, 0));
+        Some(1)
+    }
 }
 
 /// The writer's side of a connection.
@@ -81,14 +156,22 @@ struct WriterEnds {
     /// Set by [`deliver`] when a presence update was dropped: once the outbox is empty,
     /// the writer sends the whole list ([`relay::roster`]) instead.
     stale: Rc<Cell<bool>>,
+    /// Bytes in the outbox, decremented as the writer takes them.
+    queued: Rc<Cell<usize>>,
+    budget: usize,
     conn: ConnId,
 }
 
 /// Why a session ended; decides the close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// The client closed or the socket died.
+    /// The socket died or ended without a close frame.
     Gone,
+    /// The client sent a close frame: answered with its code (or 1002 for a code it may
+    /// not send) by the WebSocket library, flushed by the writer.
+    Closed,
+    /// The third wrong access key on this connection (1008).
+    Unauthorized,
     Kicked(Kick),
     /// A message over `--max-message` (1009).
     TooLarge,
@@ -104,7 +187,8 @@ impl End {
     /// The close frame to send, if any.
     fn close_frame(self) -> Option<CloseFrame> {
         let (code, reason) = match self {
-            End::Gone | End::Kicked(Kick::Idle) => return None,
+            End::Gone | End::Closed | End::Kicked(Kick::Idle) => return None,
+            End::Unauthorized => (CloseCode::Policy, "unauthorized"),
             End::Kicked(Kick::Replaced) => (CloseCode::Library(4001), "replaced"),
             End::Kicked(Kick::SlowConsumer) => (CloseCode::Policy, "slow consumer"),
             End::Kicked(Kick::RegisterTimeout) => (CloseCode::Library(4000), "register timeout"),
@@ -212,12 +296,13 @@ pub fn deliver<'ex>(
             Effect::Send { to: To::Me, text } => {
                 let _ = mine.push(text);
             }
+            Effect::WrongKey => {}
             Effect::Send {
                 to: To::Peer(name),
                 text,
             } => {
                 if let Some(p) = peers.by_name(&name) {
-                    offer(&p.link, Out::Text(text.into()));
+                    offer(&p.link, text.into());
                 }
             }
             Effect::Send {
@@ -228,10 +313,9 @@ pub fn deliver<'ex>(
                 // where it does not fit, the writer sends the whole list later.
                 let text = Utf8Bytes::from(text);
                 for p in peers.iter().filter(|p| p.name != name) {
-                    let outbox = &p.link.outbox;
-                    let room = outbox.len() < half(outbox.capacity());
-                    let full = !room || outbox.try_send(Out::Text(text.clone())).is_err();
-                    if full && !p.link.stale.replace(true) {
+                    let link = &p.link;
+                    let full = link.half_full() || !link.try_queue(text.clone(), link.budget / 2);
+                    if full && !link.stale.replace(true) {
                         log::debug!("connection {}: outbox half full, presence dropped", p.conn);
                     }
                 }
@@ -260,9 +344,10 @@ pub fn deliver<'ex>(
     }
 }
 
-/// Queue for another connection; a full outbox means it is not keeping up: cut it.
-fn offer(link: &Link, out: Out) {
-    if let Err(channel::TrySendError::Full(_)) = link.outbox.try_send(out) {
+/// Queue for another connection; a full outbox (by count or bytes) means it is not
+/// keeping up: cut it.
+fn offer(link: &Link, text: Utf8Bytes) {
+    if !link.outbox.is_closed() && !link.try_queue(text, link.budget) {
         let _ = link.kick.try_send(Kick::SlowConsumer);
     }
 }
@@ -289,9 +374,11 @@ async fn writer<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // Bytes leave the outbox's budget only once flushed into TLS, so the budget also
+    // covers what waits in the WebSocket write buffer of a client that stopped reading.
     let send = |out| match out {
-        Out::Text(t) => Message::Text(t),
-        Out::Ping => Message::Ping(Default::default()),
+        Out::Text(t) => (t.len(), Message::Text(t)),
+        Out::Ping => (0, Message::Ping(Default::default())),
     };
     loop {
         let next = async { q.outbox.recv().await.ok().map(Ok) }
@@ -301,19 +388,23 @@ where
             Some(Ok(out)) => {
                 // Whatever else is queued already leaves with it in one flush (one TLS
                 // record, one send); at most an outbox's worth, so the task still yields.
-                if ws.feed(send(out)).await.is_err() {
+                let (mut fed, first) = send(out);
+                if ws.feed(first).await.is_err() {
                     return None;
                 }
                 for _ in 1..q.outbox.capacity().unwrap_or(1) {
                     let Ok(out) = q.outbox.try_recv() else { break };
-                    if ws.feed(send(out)).await.is_err() {
+                    let (bytes, msg) = send(out);
+                    fed += bytes;
+                    if ws.feed(msg).await.is_err() {
                         return None;
                     }
                 }
                 if ws.flush().await.is_err() {
                     return None;
                 }
-                if q.outbox.len() < half(q.outbox.capacity()) {
+                q.queued.set(q.queued.get().saturating_sub(fed));
+                if q.outbox.len() < half(q.outbox.capacity()) && q.queued.get() < q.budget / 2 {
                     let _ = q.drained.try_send(());
                 }
                 // Presence was dropped: once everything queued before has gone (so
@@ -330,12 +421,20 @@ where
                 }
             }
             Some(Err(frame)) => {
+                // After the client's close frame nothing more may be sent but the answer
+                // the library queued, which `close` flushes.
                 while let Ok(out) = q.outbox.try_recv() {
-                    if ws.feed(send(out)).await.is_err() {
-                        return None;
+                    if ws.feed(send(out).1).await.is_err() {
+                        break;
                     }
                 }
-                return ws.close(frame).await.is_ok().then_some(ws);
+                // No frame of our own (the socket died, or the client closed first and
+                // the library queued the answer): flush what is queued, if anything.
+                let done = match frame {
+                    Some(frame) => ws.close(Some(frame)).await,
+                    None => ws.flush().await,
+                };
+                return done.is_ok().then_some(ws);
             }
             None => return None,
         }
@@ -387,8 +486,13 @@ enum Event {
 
 /// Run one WebSocket connection to completion. `part` holds bytes read past the request
 /// head, if any.
-pub async fn run<'ex, S>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, stream: S, part: Vec<u8>)
-where
+pub async fn run<'ex, S>(
+    ex: &'ex LocalExecutor<'ex>,
+    shared: Rc<Shared>,
+    stream: S,
+    part: Vec<u8>,
+    peer: IpAddr,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'ex,
 {
     let cfg = &shared.cfg;
@@ -407,11 +511,14 @@ where
     let (close_tx, close_rx) = channel::bounded(1);
     let (drained_tx, drained_rx) = channel::bounded(1);
     let stale = Rc::new(Cell::new(false));
+    let queued = Rc::new(Cell::new(0));
     let ends = WriterEnds {
         outbox: out_rx,
         close: close_rx,
         drained: drained_tx,
         stale: stale.clone(),
+        queued: queued.clone(),
+        budget: cfg.outbox_bytes,
         conn,
     };
     let writer = ex.spawn(writer(shared.clone(), sink, ends));
@@ -428,13 +535,16 @@ where
         outbox: out_tx.clone(),
         kick: kick_tx,
         stale,
+        queued,
+        budget: cfg.outbox_bytes,
     };
     let mut rate = RateLimit::new(cfg.burst);
+    let mut wrong_keys = 0;
     let stop = shared.stop.clone();
 
     let end = loop {
         // Backpressure: stop reading while our own outbox is half full.
-        let reading = out_tx.len() < half(out_tx.capacity());
+        let reading = !link.half_full();
         let event = async {
             if reading {
                 Event::Frame(frames.next().await)
@@ -464,54 +574,71 @@ where
         };
         let now = Instant::now();
         last_rx.set(now);
-        let (text, binary) = match &msg {
-            Message::Text(t) => (t.as_str(), false),
-            Message::Binary(_) => ("", true),
-            Message::Close(_) => break End::Gone,
+        if let Message::Close(_) = msg {
+            break End::Closed;
+        }
+        // Every frame counts, pings included, before anything is decoded: refusing a
+        // flood costs a token check and a peek at the id, whatever the message size.
+        let verdict = rate.check(now, cfg.rate, cfg.burst);
+        if verdict == Verdict::Close {
+            break End::RateLimit;
+        }
+        let text = match &msg {
+            Message::Text(t) => Some(t.as_str()),
+            Message::Binary(_) => None,
             _ => continue, // ping/pong: liveness only (tungstenite answers pings itself)
         };
-        let decoded = if binary {
-            Err(crate::protocol::DecodeError {
-                id: None,
-                detail: "binary frames are not part of the protocol",
-            })
-        } else {
-            decode(text)
-        };
         let mut mine: heapless::Vec<String, 4> = heapless::Vec::new();
-        match rate.check(now, cfg.rate, cfg.burst) {
-            Verdict::Pass => {}
-            Verdict::Refuse => {
-                let id = match &decoded {
-                    Ok((id, _)) => *id,
-                    Err(e) => e.id,
-                };
+        let mut unauthorized = false;
+        let decoded = match verdict {
+            Verdict::Refuse => None,
+            _ => Some(text.map(decode)),
+        };
+        match decoded {
+            None => {
+                let id = text.and_then(peek_id);
                 let _ = mine.push(ServerMsg::error(id, ErrorCode::RateLimited).encode());
             }
-            Verdict::Close => break End::RateLimit,
-        }
-        if mine.is_empty() {
-            match decoded {
-                Err(e) => {
-                    log::debug!("connection {conn}: bad message: {}", e.detail);
-                    let err = ServerMsg::Error {
-                        id: e.id,
-                        code: ErrorCode::BadMessage.as_str(),
-                        message: e.detail,
-                    };
-                    let _ = mine.push(err.encode());
+            Some(None) => {
+                let err = ServerMsg::Error {
+                    id: None,
+                    code: ErrorCode::BadMessage.as_str(),
+                    message: "binary frames are not part of the protocol",
+                };
+                let _ = mine.push(err.encode());
+            }
+            Some(Some(Err(e))) => {
+                log::debug!("connection {conn}: bad message: {}", e.detail);
+                let err = ServerMsg::Error {
+                    id: e.id,
+                    code: ErrorCode::BadMessage.as_str(),
+                    message: e.detail,
+                };
+                let _ = mine.push(err.encode());
+            }
+            Some(Some(Ok((id, msg)))) => {
+                let fx = handle(&shared, conn, &link, registered.get(), id, &msg);
+                if fx.iter().any(|e| matches!(e, Effect::WrongKey)) {
+                    wrong_keys += 1;
+                    unauthorized = wrong_keys >= MAX_WRONG_KEYS;
+                    let count = shared.key_refusals.borrow_mut().count(peer, now);
+                    if let Some(n) = count {
+                        log::warn!(
+                            "wrong access key from {peer} ({n} refused since the last report)"
+                        );
+                    }
                 }
-                Ok((id, msg)) => {
-                    let fx = handle(&shared, conn, &link, registered.get(), id, &msg);
-                    registered.set(shared.peers.borrow().by_conn(conn).is_some());
-                    deliver(ex, &shared, fx, &mut mine);
-                }
+                registered.set(shared.peers.borrow().by_conn(conn).is_some());
+                deliver(ex, &shared, fx, &mut mine);
             }
         }
         for text in mine {
-            if out_tx.send(Out::Text(text.into())).await.is_err() {
+            if !link.queue_own(text.into()).await {
                 break;
             }
+        }
+        if unauthorized {
+            break End::Unauthorized;
         }
     };
 
@@ -522,7 +649,7 @@ where
     match end {
         End::Kicked(Kick::Replaced) => log::info!("connection {conn} replaced by a resume"),
         End::Kicked(k) => log::info!("connection {conn} closed: {k:?}"),
-        End::Gone | End::Shutdown => log::debug!("connection {conn} closed: {end:?}"),
+        End::Gone | End::Closed | End::Shutdown => log::debug!("connection {conn} closed: {end:?}"),
         other => log::info!("connection {conn} closed: {other:?}"),
     }
     if end == End::TooLarge {
@@ -652,6 +779,28 @@ mod tests {
             "closed at message {closed_at}"
         );
         assert!(verdicts.iter().any(|(i, v)| *i > 20 && *v == Verdict::Pass));
+    }
+
+    #[test]
+    fn wrong_keys_are_reported_once_a_minute_per_address() {
+        let start = Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        let mut r = KeyRefusals::default();
+        assert_eq!(r.count(a, at(0)), Some(1));
+        assert_eq!(r.count(a, at(1)), None);
+        assert_eq!(r.count(b, at(2)), Some(1));
+        for s in 3..59 {
+            assert_eq!(r.count(a, at(s)), None);
+        }
+        // The line a minute later counts every refusal since the last one.
+        assert_eq!(r.count(a, at(61)), Some(58));
+        // The table is bounded: new addresses push out the one reported longest ago.
+        for i in 0..100u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a01_0000 + i));
+            assert_eq!(r.count(ip, at(100 + u64::from(i))), Some(1));
+        }
+        assert_eq!(r.seen.len(), KEY_REPORT_ADDRESSES);
     }
 
     #[test]
