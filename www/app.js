@@ -28,6 +28,13 @@ const KEY_KEY = 'intercom.key';
 const NOTICE_MS = 8000;
 const AUTOANSWER_MS = 2500;
 
+// Network strings (reasons, error codes) are looked up in Maps, never on plain
+// objects: a reason of `constructor` or `__proto__` must find nothing.
+const FATAL_KEYS = new Map([['name_taken', 'nameTaken'], ['name_invalid', 'nameInvalid'], ['unauthorized', 'unauthorized']]);
+const CALL_ERROR_KEYS = new Map([['busy', 'isBusy'], ['peer_not_found', 'peerGone']]);
+const OUTGOING_HANGUP_KEYS = new Map([['declined', 'declined'], ['timeout', 'noAnswer'], ['busy', 'isBusy'], ['disconnected', 'peerGone']]);
+const CALL_HANGUP_KEYS = new Map([['disconnected', 'peerLost'], ['failed', 'mediaFailed']]);
+
 const store = {
   get(k) {
     try {
@@ -288,7 +295,7 @@ function setRoster(list) {
 }
 
 sig.on('registered', (msg) => {
-  S.me = msg.name || S.me;
+  S.me = typeof msg.name === 'string' && msg.name ? msg.name : S.me;
   store.set(NAME_KEY, S.me);
   S.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
   if (S.queuedHangup) {
@@ -307,7 +314,7 @@ sig.on('registered', (msg) => {
 });
 
 sig.on('fatal', (code) => {
-  const key = { name_taken: 'nameTaken', name_invalid: 'nameInvalid', unauthorized: 'unauthorized' }[code] || 'nameInvalid';
+  const key = FATAL_KEYS.get(code) || 'nameInvalid';
   if (S.partner) endCall(null, null);
   showSetup(key);
 });
@@ -374,8 +381,7 @@ function startCall(name) {
   S.mediaPromise = getLocalMedia();
   sig.request({ type: 'call', to: name }).catch((err) => {
     if (S.partner !== name || S.screen !== 'outgoing') return;
-    const key = { busy: 'isBusy', peer_not_found: 'peerGone' }[err.code];
-    endCall(key || 'mediaFailed', name);
+    endCall(CALL_ERROR_KEYS.get(err.code) || 'mediaFailed', name);
   });
 }
 
@@ -648,11 +654,11 @@ function onRemoteHangup(reason) {
   const name = S.partner;
   let key;
   if (S.screen === 'outgoing') {
-    key = { declined: 'declined', timeout: 'noAnswer', busy: 'isBusy', disconnected: 'peerGone' }[reason] || 'declined';
+    key = OUTGOING_HANGUP_KEYS.get(reason) || 'declined';
   } else if (S.screen === 'incoming') {
     key = 'missed';
   } else {
-    key = { disconnected: 'peerLost', failed: 'mediaFailed' }[reason] || 'callEnded';
+    key = CALL_HANGUP_KEYS.get(reason) || 'callEnded';
   }
   endCall(key, name);
 }

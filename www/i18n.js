@@ -1,6 +1,7 @@
 // Every string a person can see, in one table. English and Korean.
 // t(key, {name}) fills {name}-style placeholders; the language comes from
-// ?lang= or navigator.language, falling back to English.
+// ?lang= or navigator.language, falling back to English. Lookups read own
+// properties only, so no key can reach Object.prototype.
 
 const STRINGS = {
   en: {
@@ -151,13 +152,16 @@ const STRINGS = {
 
 export const LANGS = Object.keys(STRINGS);
 
+/** Whether `key` is `table`'s own entry (Object.hasOwn needs Safari 15.4). */
+const own = (table, key) => Object.prototype.hasOwnProperty.call(table, key);
+
 /** Picks the language: ?lang= first, then the browser's preference list. */
 export function pickLang(search = location.search, prefs = navigator.languages || [navigator.language]) {
   const asked = new URLSearchParams(search).get('lang');
   const candidates = asked ? [asked, ...prefs] : prefs;
   for (const c of candidates) {
     const base = String(c || '').toLowerCase().split('-')[0];
-    if (STRINGS[base]) return base;
+    if (own(STRINGS, base)) return base;
   }
   return 'en';
 }
@@ -165,7 +169,7 @@ export function pickLang(search = location.search, prefs = navigator.languages |
 let current = 'en';
 
 export function setLang(lang) {
-  current = STRINGS[lang] ? lang : 'en';
+  current = own(STRINGS, lang) ? lang : 'en';
   document.documentElement.lang = current;
 }
 
@@ -174,8 +178,8 @@ export function lang() {
 }
 
 export function t(key, vars = {}) {
-  const s = STRINGS[current][key] ?? STRINGS.en[key] ?? key;
-  return s.replace(/\{(\w+)\}/g, (_, k) => (k in vars ? String(vars[k]) : ''));
+  const s = own(STRINGS[current], key) ? STRINGS[current][key] : own(STRINGS.en, key) ? STRINGS.en[key] : String(key);
+  return s.replace(/\{(\w+)\}/g, (_, k) => (own(vars, k) ? String(vars[k]) : ''));
 }
 
 /** Fills every [data-i18n] element's text and [data-i18n-label] element's aria-label/title. */
