@@ -3,7 +3,8 @@
 //
 // URL parameters (for a wall tablet's bookmark):
 //   name=door      preset this device's name
-//   autoanswer=1   answer incoming calls by themselves after one ring
+//   autoanswer=1   answer incoming calls by themselves after one ring, only when
+//                  the appliance requires an access key (else it rings as usual)
 //   audio=0        start calls with the camera off (video=0 is the same)
 //   ptt=1          push-to-talk: hold a big button to open the microphone
 //   lang=ko        force the language (en, ko)
@@ -73,6 +74,7 @@ const S = {
   pttHeld: false,
   editingFromList: false,
   iceServers: [],
+  keyed: false, // the appliance requires an access key (from `registered`)
   autoAnswerTimer: null,
   noticeTimer: null,
   timerInterval: null,
@@ -298,6 +300,10 @@ sig.on('registered', (msg) => {
   S.me = typeof msg.name === 'string' && msg.name ? msg.name : S.me;
   store.set(NAME_KEY, S.me);
   S.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+  // Without an access key anyone on the LAN may register and call: then an
+  // auto-answering kiosk would be an open camera, so it rings instead.
+  S.keyed = msg.keyed === true;
+  for (const el of document.querySelectorAll('.aa-note')) el.hidden = !autoAnswer || S.keyed;
   if (S.queuedHangup) {
     sig.send(S.queuedHangup);
     S.queuedHangup = null;
@@ -416,7 +422,7 @@ function onIncoming(from) {
   show('incoming');
   $('in-accept').focus();
   sound.ring();
-  if (autoAnswer) {
+  if (autoAnswer && S.keyed) {
     S.autoAnswerTimer = setTimeout(() => {
       if (S.partner === from && S.screen === 'incoming') acceptCall();
     }, AUTOANSWER_MS);
@@ -757,6 +763,11 @@ window.intercomTest = {
   partner: () => S.partner,
   peers: () => Object.fromEntries(S.peers),
   notice: () => S.notice,
+  /** The line saying auto-answer needs an access key, if the current screen shows it. */
+  autoAnswerNote: () => {
+    const el = document.querySelector(`#screen-${S.screen} .aa-note`);
+    return el && !el.hidden ? el.textContent : null;
+  },
   tone: () => sound.current(),
   soundUnlocked: () => sound.isUnlocked(),
   banner: () => ($('banner').hidden ? null : $('banner-text').textContent),
