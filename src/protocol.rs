@@ -374,6 +374,9 @@ pub enum ServerMsg<'a> {
         peers: &'a [PeerInfo<'a>],
         #[serde(rename = "iceServers")]
         ice_servers: &'a RawValue,
+        /// Whether registering needs an access key (`--access-key`): a web kiosk
+        /// auto-answers only on a keyed appliance.
+        keyed: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<u32>,
     },

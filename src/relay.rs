@@ -180,6 +180,7 @@ fn registered<L, const N: usize>(
         token: &me.token,
         peers: &others(peers, name),
         ice_servers: ctx.ice_servers,
+        keyed: ctx.access_key.is_some(),
         id,
     };
     send(fx, To::Me, &msg);

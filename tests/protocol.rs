@@ -46,7 +46,7 @@ fn register_reply_and_presence_broadcasts() {
         assert_eq!(
             reg,
             json!({"type": "registered", "protocol": 1, "name": "door", "token": token,
-                   "peers": [], "iceServers": ice, "id": 7})
+                   "peers": [], "iceServers": ice, "keyed": false, "id": 7})
         );
 
         let (mut kitchen, reg) = server.register("kitchen").await;
@@ -674,7 +674,7 @@ fn resume_with_token_keeps_the_call_and_nobody_notices() {
         assert_eq!(
             reg,
             json!({"type": "registered", "protocol": 1, "name": "a", "token": token,
-                   "iceServers": [], "id": 4})
+                   "iceServers": [], "keyed": false, "id": 4})
         );
         assert_eq!(
             sorted(peers.as_array().unwrap().clone()),

@@ -3,7 +3,8 @@
 //
 // URL parameters (for a wall tablet's bookmark):
 //   name=door      preset this device's name
-//   autoanswer=1   answer incoming calls by themselves after one ring
+//   autoanswer=1   answer incoming calls by themselves after one ring, only when
+//                  the appliance requires an access key (else it rings as usual)
 //   audio=0        start calls with the camera off (video=0 is the same)
 //   ptt=1          push-to-talk: hold a big button to open the microphone
 //   lang=ko        force the language (en, ko)
@@ -27,6 +28,13 @@ const CAM_KEY = 'intercom.camera';
 const KEY_KEY = 'intercom.key';
 const NOTICE_MS = 8000;
 const AUTOANSWER_MS = 2500;
+
+// Network strings (reasons, error codes) are looked up in Maps, never on plain
+// objects: a reason of `constructor` or `__proto__` must find nothing.
+const FATAL_KEYS = new Map([['name_taken', 'nameTaken'], ['name_invalid', 'nameInvalid'], ['unauthorized', 'unauthorized']]);
+const CALL_ERROR_KEYS = new Map([['busy', 'isBusy'], ['peer_not_found', 'peerGone']]);
+const OUTGOING_HANGUP_KEYS = new Map([['declined', 'declined'], ['timeout', 'noAnswer'], ['busy', 'isBusy'], ['disconnected', 'peerGone']]);
+const CALL_HANGUP_KEYS = new Map([['disconnected', 'peerLost'], ['failed', 'mediaFailed']]);
 
 const store = {
   get(k) {
@@ -66,6 +74,7 @@ const S = {
   pttHeld: false,
   editingFromList: false,
   iceServers: [],
+  keyed: false, // the appliance requires an access key (from `registered`)
   autoAnswerTimer: null,
   noticeTimer: null,
   timerInterval: null,
@@ -288,9 +297,13 @@ function setRoster(list) {
 }
 
 sig.on('registered', (msg) => {
-  S.me = msg.name || S.me;
+  S.me = typeof msg.name === 'string' && msg.name ? msg.name : S.me;
   store.set(NAME_KEY, S.me);
   S.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+  // Without an access key anyone on the LAN may register and call: then an
+  // auto-answering kiosk would be an open camera, so it rings instead.
+  S.keyed = msg.keyed === true;
+  for (const el of document.querySelectorAll('.aa-note')) el.hidden = !autoAnswer || S.keyed;
   if (S.queuedHangup) {
     sig.send(S.queuedHangup);
     S.queuedHangup = null;
@@ -307,7 +320,7 @@ sig.on('registered', (msg) => {
 });
 
 sig.on('fatal', (code) => {
-  const key = { name_taken: 'nameTaken', name_invalid: 'nameInvalid', unauthorized: 'unauthorized' }[code] || 'nameInvalid';
+  const key = FATAL_KEYS.get(code) || 'nameInvalid';
   if (S.partner) endCall(null, null);
   showSetup(key);
 });
@@ -374,8 +387,7 @@ function startCall(name) {
   S.mediaPromise = getLocalMedia();
   sig.request({ type: 'call', to: name }).catch((err) => {
     if (S.partner !== name || S.screen !== 'outgoing') return;
-    const key = { busy: 'isBusy', peer_not_found: 'peerGone' }[err.code];
-    endCall(key || 'mediaFailed', name);
+    endCall(CALL_ERROR_KEYS.get(err.code) || 'mediaFailed', name);
   });
 }
 
@@ -410,7 +422,7 @@ function onIncoming(from) {
   show('incoming');
   $('in-accept').focus();
   sound.ring();
-  if (autoAnswer) {
+  if (autoAnswer && S.keyed) {
     S.autoAnswerTimer = setTimeout(() => {
       if (S.partner === from && S.screen === 'incoming') acceptCall();
     }, AUTOANSWER_MS);
@@ -648,11 +660,11 @@ function onRemoteHangup(reason) {
   const name = S.partner;
   let key;
   if (S.screen === 'outgoing') {
-    key = { declined: 'declined', timeout: 'noAnswer', busy: 'isBusy', disconnected: 'peerGone' }[reason] || 'declined';
+    key = OUTGOING_HANGUP_KEYS.get(reason) || 'declined';
   } else if (S.screen === 'incoming') {
     key = 'missed';
   } else {
-    key = { disconnected: 'peerLost', failed: 'mediaFailed' }[reason] || 'callEnded';
+    key = CALL_HANGUP_KEYS.get(reason) || 'callEnded';
   }
   endCall(key, name);
 }
@@ -751,6 +763,11 @@ window.intercomTest = {
   partner: () => S.partner,
   peers: () => Object.fromEntries(S.peers),
   notice: () => S.notice,
+  /** The line saying auto-answer needs an access key, if the current screen shows it. */
+  autoAnswerNote: () => {
+    const el = document.querySelector(`#screen-${S.screen} .aa-note`);
+    return el && !el.hidden ? el.textContent : null;
+  },
   tone: () => sound.current(),
   soundUnlocked: () => sound.isUnlocked(),
   banner: () => ($('banner').hidden ? null : $('banner-text').textContent),

@@ -35,7 +35,14 @@ export class Call extends Emitter {
     this.restartTimer = null;
     this.giveUpTimer = null;
 
-    const pc = new RTCPeerConnection({ iceServers: Array.isArray(iceServers) ? iceServers : [] });
+    let pc;
+    try {
+      pc = new RTCPeerConnection({ iceServers: Array.isArray(iceServers) ? iceServers : [] });
+    } catch (err) {
+      // A malformed --ice-servers entry: host candidates still work on one LAN.
+      console.warn('iceServers refused', err);
+      pc = new RTCPeerConnection();
+    }
     this.pc = pc;
     pc.onnegotiationneeded = () => this.negotiate();
     pc.onicecandidate = ({ candidate }) => {

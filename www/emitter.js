@@ -4,14 +4,15 @@
  *  which older wall tablets still run. */
 export class Emitter {
   constructor() {
-    this.handlers = {};
+    this.handlers = new Map();
   }
 
   on(type, fn) {
-    (this.handlers[type] = this.handlers[type] || []).push(fn);
+    if (!this.handlers.has(type)) this.handlers.set(type, []);
+    this.handlers.get(type).push(fn);
   }
 
   emit(type, detail) {
-    for (const fn of this.handlers[type] || []) fn(detail);
+    for (const fn of this.handlers.get(type) || []) fn(detail);
   }
 }

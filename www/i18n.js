@@ -1,6 +1,7 @@
 // Every string a person can see, in one table. English and Korean.
 // t(key, {name}) fills {name}-style placeholders; the language comes from
-// ?lang= or navigator.language, falling back to English.
+// ?lang= or navigator.language, falling back to English. Lookups read own
+// properties only, so no key can reach Object.prototype.
 
 const STRINGS = {
   en: {
@@ -70,6 +71,7 @@ const STRINGS = {
     replaced: 'This intercom was opened in another window.',
     useHere: 'Use it here',
     tapForSound: 'Tap once to enable sound',
+    autoAnswerOff: 'Auto-answer is off: it needs an access key on the intercom.',
     noWebrtc: 'This browser cannot make video calls.',
     notSecure: 'Open this page over https:// to use the camera and microphone.',
     edit: 'Change name',
@@ -142,6 +144,7 @@ const STRINGS = {
     replaced: '이 인터폰이 다른 창에서 열렸습니다.',
     useHere: '여기서 사용',
     tapForSound: '소리를 켜려면 한 번 누르세요',
+    autoAnswerOff: '자동 응답 꺼짐: 인터폰에 접근 키가 있어야 합니다.',
     noWebrtc: '이 브라우저는 영상 통화를 지원하지 않습니다.',
     notSecure: '카메라와 마이크를 쓰려면 https:// 주소로 여세요.',
     edit: '이름 바꾸기',
@@ -151,13 +154,16 @@ const STRINGS = {
 
 export const LANGS = Object.keys(STRINGS);
 
+/** Whether `key` is `table`'s own entry (Object.hasOwn needs Safari 15.4). */
+const own = (table, key) => Object.prototype.hasOwnProperty.call(table, key);
+
 /** Picks the language: ?lang= first, then the browser's preference list. */
 export function pickLang(search = location.search, prefs = navigator.languages || [navigator.language]) {
   const asked = new URLSearchParams(search).get('lang');
   const candidates = asked ? [asked, ...prefs] : prefs;
   for (const c of candidates) {
     const base = String(c || '').toLowerCase().split('-')[0];
-    if (STRINGS[base]) return base;
+    if (own(STRINGS, base)) return base;
   }
   return 'en';
 }
@@ -165,7 +171,7 @@ export function pickLang(search = location.search, prefs = navigator.languages |
 let current = 'en';
 
 export function setLang(lang) {
-  current = STRINGS[lang] ? lang : 'en';
+  current = own(STRINGS, lang) ? lang : 'en';
   document.documentElement.lang = current;
 }
 
@@ -174,8 +180,8 @@ export function lang() {
 }
 
 export function t(key, vars = {}) {
-  const s = STRINGS[current][key] ?? STRINGS.en[key] ?? key;
-  return s.replace(/\{(\w+)\}/g, (_, k) => (k in vars ? String(vars[k]) : ''));
+  const s = own(STRINGS[current], key) ? STRINGS[current][key] : own(STRINGS.en, key) ? STRINGS.en[key] : String(key);
+  return s.replace(/\{(\w+)\}/g, (_, k) => (own(vars, k) ? String(vars[k]) : ''));
 }
 
 /** Fills every [data-i18n] element's text and [data-i18n-label] element's aria-label/title. */
