@@ -567,6 +567,7 @@ fn access_key() {
         assert_eq!(reply, error(Some(11), "name_invalid"));
         let reply = c.request(reg("a", json!("s3cret")), 12).await;
         assert_eq!(reply["type"], "registered");
+        assert_eq!(reply["keyed"], true);
         // already_registered comes before unauthorized.
         let reply = c.request(reg("b", json!("nope")), 13).await;
         assert_eq!(reply, error(Some(13), "already_registered"));
