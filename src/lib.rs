@@ -15,6 +15,7 @@ pub mod server;
 pub mod session;
 pub mod sock;
 pub mod tls;
+pub mod tlsio;
 
 /// The web client, compiled in from `www/` by `build.rs`.
 pub mod www {

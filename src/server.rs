@@ -29,7 +29,8 @@ pub struct Shared {
     pub peers: RefCell<Peers<Link>>,
     pub www: Www,
     pub ca_pem: Option<Vec<u8>>,
-    pub acceptor: async_native_tls::TlsAcceptor,
+    /// Swapped by a certificate renewal; each handshake uses the one current then.
+    pub acceptor: crate::tls::Acceptor,
     /// Closed at shutdown: every session's `recv()` on it then returns at once.
     pub stop: Receiver<()>,
     /// Timers of rings started (ring id, task). Dropping a task cancels its timer; see
