@@ -13,7 +13,6 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod session;
-pub mod sock;
 pub mod tls;
 pub mod tlsio;
 

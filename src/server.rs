@@ -9,7 +9,6 @@ use crate::config::Config;
 use crate::http::{self, Head, HeadError, HttpCtx, Response, Route, Www};
 use crate::peers::Peers;
 use crate::session::{self, Link};
-use crate::sock::Sock;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::channel::{self, Receiver, Sender};
 use smol::net::{TcpListener, TcpStream};
@@ -168,7 +167,7 @@ async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, liste
 /// to a WebSocket or the connection ends.
 async fn connection<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, tcp: TcpStream) {
     let timeout = shared.cfg.handshake_timeout;
-    let tls = async { shared.acceptor.accept(Sock::new(tcp)).await.map_err(Some) }
+    let tls = async { shared.acceptor.accept(tcp).await.map_err(Some) }
         .or(async {
             Timer::after(timeout).await;
             Err(None)
