@@ -12,7 +12,7 @@ use openssl::ssl::{self, ErrorCode, ShutdownResult, Ssl, SslStream};
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 /// A sync `Read + Write` over an async stream, polled with the waker of the last caller.
 pub struct Bridge<S> {
@@ -52,6 +52,8 @@ impl<S: AsyncWrite + Unpin> Write for Bridge<S> {
 /// A TLS connection over `S`, usable wherever an `AsyncRead + AsyncWrite` is.
 pub struct TlsStream<S> {
     ssl: SslStream<Bridge<S>>,
+    /// close_notify went out: a second `SSL_shutdown` would wait for the peer's.
+    closed: bool,
 }
 
 /// Whether an OpenSSL error only means "the socket would block": wait for its waker.
@@ -68,6 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         };
         let mut me = TlsStream {
             ssl: SslStream::new(ssl, bridge)?,
+            closed: false,
         };
         poll_fn(|cx| {
             me.set_waker(cx);
@@ -135,16 +138,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     /// Send close_notify, then close the socket.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let me = self.get_mut();
-        let sent = me.with(cx, |s| match s.shutdown() {
-            Ok(ShutdownResult::Sent | ShutdownResult::Received) => Ok(()),
-            Err(e) if e.code() == ErrorCode::ZERO_RETURN => Ok(()),
-            Err(e) => Err(e
-                .into_io_error()
-                .unwrap_or_else(|e| io::Error::other(e.to_string()))),
-        });
-        match sent {
-            Poll::Ready(Ok(())) => Pin::new(&mut me.ssl.get_mut().io).poll_close(cx),
-            other => other,
+        if !me.closed {
+            ready!(me.with(cx, |s| {
+                match s.shutdown() {
+                    Ok(ShutdownResult::Sent | ShutdownResult::Received) => Ok(()),
+                    Err(e) if e.code() == ErrorCode::ZERO_RETURN => Ok(()),
+                    Err(e) => Err(e
+                        .into_io_error()
+                        .unwrap_or_else(|e| io::Error::other(e.to_string()))),
+                }
+            }))?;
+            me.closed = true;
         }
+        Pin::new(&mut me.ssl.get_mut().io).poll_close(cx)
     }
 }
