@@ -21,6 +21,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// How often the local CA's server certificate is checked for renewal.
+    pub cert_check_interval: Duration,
     pub www: Option<PathBuf>,
     pub max_peers: usize,
     pub max_message: usize,
@@ -47,6 +49,7 @@ impl Default for Config {
             state_dir: PathBuf::from("state"),
             cert: None,
             key: None,
+            cert_check_interval: Duration::from_secs(86400),
             www: None,
             max_peers: CAPACITY,
             max_message: 64 * 1024,
@@ -94,6 +97,10 @@ TLS:
   --state-dir DIR           where the local CA and server certificate live
                                                              [default: ./state]
   --cert FILE --key FILE    use these PEM files instead of the local CA
+  --cert-check-interval S   check the local CA's server certificate (renewed
+                            30 days before expiry or when names or addresses
+                            change; those are also polled every minute)
+                                                             [default: 86400]
 
 Static files:
   --www DIR                 serve DIR instead of the embedded web client
@@ -163,6 +170,7 @@ where
             "state-dir" => c.state_dir = value()?.into(),
             "cert" => c.cert = Some(value()?.into()),
             "key" => c.key = Some(value()?.into()),
+            "cert-check-interval" => c.cert_check_interval = secs(flag, &value()?)?,
             "www" => c.www = Some(value()?.into()),
             "max-peers" => {
                 c.max_peers = number(flag, &value()?)?;

@@ -13,8 +13,8 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod session;
-pub mod sock;
 pub mod tls;
+pub mod tlsio;
 
 /// The web client, compiled in from `www/` by `build.rs`.
 pub mod www {

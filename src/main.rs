@@ -41,11 +41,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(cfg: Config, started: Instant) -> Result<(), String> {
-    let tls = match (&cfg.cert, &cfg.key) {
+    let mut tls = match (&cfg.cert, &cfg.key) {
         (Some(cert), Some(key)) => tls::from_files(cert, key),
         _ => tls::local_ca(&cfg.state_dir, &tls::Names::of_this_machine()),
     }
     .map_err(|e| e.to_string())?;
+    let local_ca = tls.local.take();
+    let cert_check = cfg.cert_check_interval;
     let www = match &cfg.www {
         Some(dir) => Www::dir(dir).map_err(|e| format!("--www {}: {e}", dir.display()))?,
         None => Www::Embedded(intercomd::www::FILES),
@@ -88,6 +90,11 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
                 }
             })
             .detach();
+        }
+        if let Some(ca) = local_ca {
+            let shared = shared.clone();
+            ex.spawn(async move { ca.keep_renewed(&shared.acceptor, cert_check).await })
+                .detach();
         }
         let stopper = shared.clone();
         let signals =

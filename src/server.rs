@@ -9,7 +9,6 @@ use crate::config::Config;
 use crate::http::{self, Head, HeadError, HttpCtx, Response, Route, Www};
 use crate::peers::Peers;
 use crate::session::{self, Link};
-use crate::sock::Sock;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::channel::{self, Receiver, Sender};
 use smol::net::{TcpListener, TcpStream};
@@ -29,7 +28,8 @@ pub struct Shared {
     pub peers: RefCell<Peers<Link>>,
     pub www: Www,
     pub ca_pem: Option<Vec<u8>>,
-    pub acceptor: async_native_tls::TlsAcceptor,
+    /// Swapped by a certificate renewal; each handshake uses the one current then.
+    pub acceptor: crate::tls::Acceptor,
     /// Closed at shutdown: every session's `recv()` on it then returns at once.
     pub stop: Receiver<()>,
     /// Timers of rings started (ring id, task). Dropping a task cancels its timer; see
@@ -175,7 +175,7 @@ async fn connection<'ex>(
     peer: std::net::IpAddr,
 ) {
     let timeout = shared.cfg.handshake_timeout;
-    let tls = async { shared.acceptor.accept(Sock::new(tcp)).await.map_err(Some) }
+    let tls = async { shared.acceptor.accept(tcp).await.map_err(Some) }
         .or(async {
             Timer::after(timeout).await;
             Err(None)

@@ -7,28 +7,70 @@
 //! re-issued when the name/address set changes or it is within 30 days of expiry.
 //! Runs once at start, before the event loop, so its blocking file I/O stalls no one.
 
-use openssl::asn1::{Asn1Integer, Asn1Time};
+//! Certificates and the TLS acceptor.
+//!
+//! With `--cert`/`--key` the given PEM files are used as they are. Otherwise the server
+//! keeps a local CA in the state directory (ECDSA P-256, 10 years) and a server
+//! certificate signed by it (397 days, SANs for every LAN name and address the appliance
+//! answers to). Tablets trust the CA once, through `/ca.crt`. A CA created here carries
+//! critical name constraints (LAN names and private addresses only), so a leaked `ca.key`
+//! cannot mint a certificate for anyone else's site; a CA already on disk is kept as it
+//! is, because tablets trust it.
+//!
+//! The server certificate is checked at start and then by [`LocalCa::keep_renewed`], a
+//! task on the one executor: every `--cert-check-interval` and whenever the machine's
+//! names or addresses change (polled every minute). It is re-issued when it is within
+//! 30 days of expiry or does not cover the current names, and the [`Acceptor`] switches
+//! to it for new connections; open connections keep the one they started with. The
+//! acceptor speaks TLS 1.3 and TLS 1.2 with ECDHE and AEAD only, over X25519 or P-256.
+//!
+//! Never does: file I/O except at start and at a renewal (a few small files, once a day
+//! at most unless the addresses change), or log a key.
+
+use crate::tlsio::TlsStream;
+use futures_lite::{AsyncRead, AsyncWrite};
+use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslMode, SslVersion};
+use openssl::stack::Stack;
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
 };
-use openssl::x509::{X509, X509Builder, X509NameBuilder};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509, X509Builder, X509Extension, X509NameBuilder, X509StoreContext};
+use std::cell::RefCell;
 use std::fs;
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const CA_DAYS: u32 = 3650;
 const SERVER_DAYS: u32 = 397;
 const RENEW_DAYS: u32 = 30;
+/// How often the running server looks for changed names and addresses.
+const ADDRESS_POLL: Duration = Duration::from_secs(60);
 
-/// Why certificates could not be prepared.
+/// TLS 1.2 suites offered: ECDHE key exchange and AEAD ciphers only (TLS 1.3 suites are
+/// all AEAD; OpenSSL's defaults for them stand).
+const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+    ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+    ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+/// Key exchange groups, preferred first.
+const GROUPS: &str = "X25519:P-256";
+
+/// DNS names a CA created here may vouch for (each with its subdomains), besides the
+/// host name. Written without a leading dot: RFC 5280 matches "local" to `local` and
+/// `*.local`, and every verifier agrees on that form.
+const PERMITTED_DNS: [&str; 5] = ["localhost", "local", "lan", "home.arpa", "internal"];
+
+/// Why certificates could not be prepared or a handshake failed.
 #[derive(Debug)]
 pub enum TlsError {
     /// Reading or writing a file failed.
@@ -52,16 +94,42 @@ impl From<openssl::error::ErrorStack> for TlsError {
     }
 }
 
-impl From<native_tls::Error> for TlsError {
-    fn from(e: native_tls::Error) -> Self {
+impl From<openssl::ssl::Error> for TlsError {
+    fn from(e: openssl::ssl::Error) -> Self {
         TlsError::Ssl(e.to_string())
     }
 }
 
-/// What the rest of the server gets: the acceptor and, for a local CA, its PEM.
+/// The acceptor new connections use. A renewal swaps in a new one; a handshake takes the
+/// current one (a reference count) and the borrow ends before the first `.await`.
+pub struct Acceptor(RefCell<SslAcceptor>);
+
+impl Acceptor {
+    pub fn new(a: SslAcceptor) -> Acceptor {
+        Acceptor(RefCell::new(a))
+    }
+
+    /// Use `a` for every connection accepted from now on.
+    pub fn replace(&self, a: SslAcceptor) {
+        *self.0.borrow_mut() = a;
+    }
+
+    /// Run the server side of a TLS handshake on `io`.
+    pub async fn accept<S>(&self, io: S) -> Result<TlsStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ssl = Ssl::new(self.0.borrow().context())?;
+        Ok(TlsStream::accept(ssl, io).await?)
+    }
+}
+
+/// What the rest of the server gets: the acceptor, for a local CA its PEM, and the CA
+/// itself to keep the server certificate renewed.
 pub struct Tls {
-    pub acceptor: async_native_tls::TlsAcceptor,
+    pub acceptor: Acceptor,
     pub ca_pem: Option<Vec<u8>>,
+    pub local: Option<LocalCa>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -84,28 +152,42 @@ fn write(path: &Path, data: &[u8], private: bool) -> Result<(), TlsError> {
     fs::rename(&tmp, path).map_err(io)
 }
 
-fn acceptor(chain_pem: &[u8], key_pem: &[u8]) -> Result<async_native_tls::TlsAcceptor, TlsError> {
-    let id = native_tls::Identity::from_pkcs8(chain_pem, key_pem)?;
-    let a = native_tls::TlsAcceptor::builder(id)
-        .min_protocol_version(Some(native_tls::Protocol::Tlsv12))
-        .build()?;
-    Ok(a.into())
+/// An acceptor for `chain` (leaf first, then intermediates) and `key`: TLS 1.3, and
+/// TLS 1.2 with ECDHE + AEAD only; X25519 and P-256; record buffers released while a
+/// connection is idle. OpenSSL reads ahead: one `recvfrom` fetches a record's header and
+/// body, and a burst of records, instead of two reads per record (see BENCHMARKS.md).
+pub fn acceptor(chain: &[X509], key: &PKey<Private>) -> Result<SslAcceptor, TlsError> {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    b.set_cipher_list(TLS12_CIPHERS)?;
+    b.set_groups_list(GROUPS)?;
+    b.set_mode(SslMode::RELEASE_BUFFERS);
+    b.set_read_ahead(true);
+    let (leaf, rest) = chain
+        .split_first()
+        .ok_or_else(|| TlsError::Ssl("no certificate in the chain".into()))?;
+    b.set_certificate(leaf)?;
+    for c in rest {
+        b.add_extra_chain_cert(c.clone())?;
+    }
+    b.set_private_key(key)?;
+    b.check_private_key()?;
+    Ok(b.build())
 }
 
-/// Use the operator's own certificate and key.
+/// Use the operator's own certificate and key (PKCS#8, SEC1 or PKCS#1 PEM).
 pub fn from_files(cert: &Path, key: &Path) -> Result<Tls, TlsError> {
-    let chain = read(cert)?;
-    let key_pem = read(key)?;
-    // native-tls wants PKCS#8; accept the older SEC1/PKCS#1 forms too.
-    let key_pem = PKey::private_key_from_pem(&key_pem)?.private_key_to_pem_pkcs8()?;
+    let chain = X509::stack_from_pem(&read(cert)?)?;
+    let key = PKey::private_key_from_pem(&read(key)?)?;
     Ok(Tls {
-        acceptor: acceptor(&chain, &key_pem)?,
+        acceptor: Acceptor::new(acceptor(&chain, &key)?),
         ca_pem: None,
+        local: None,
     })
 }
 
 /// The names and addresses the server certificate covers, sorted and deduplicated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Names {
     pub dns: Vec<String>,
     pub ips: Vec<IpAddr>,
@@ -127,6 +209,28 @@ impl Names {
         ips.sort();
         ips.dedup();
         Names { dns, ips }
+    }
+
+    /// The names a CA with [`name_constraints`] may vouch for, and those it may not
+    /// (public addresses, other domains), which the certificate leaves out.
+    fn lan_only(&self) -> (Names, Vec<String>) {
+        let host = hostname();
+        let (mut kept, mut left_out) = (Names::default(), Vec::new());
+        for d in &self.dns {
+            if permitted_dns(d, host.as_deref()) {
+                kept.dns.push(d.clone());
+            } else {
+                left_out.push(d.clone());
+            }
+        }
+        for ip in &self.ips {
+            if permitted_ip(ip) {
+                kept.ips.push(*ip);
+            } else {
+                left_out.push(ip.to_string());
+            }
+        }
+        (kept, left_out)
     }
 
     fn describe(&self) -> String {
@@ -185,6 +289,94 @@ fn local_addresses() -> Vec<IpAddr> {
     out
 }
 
+/// Whether `name` is `base` or below it, as a name constraint matches.
+fn under(name: &str, base: &str) -> bool {
+    name == base || name.strip_suffix(base).is_some_and(|s| s.ends_with('.'))
+}
+
+fn permitted_dns(name: &str, host: Option<&str>) -> bool {
+    PERMITTED_DNS
+        .iter()
+        .copied()
+        .chain(host)
+        .any(|b| under(name, b))
+}
+
+/// The address ranges of [`name_constraints`], as (address, prefix length).
+const PERMITTED_V4: [([u8; 4], u8); 5] = [
+    ([127, 0, 0, 0], 8),
+    ([10, 0, 0, 0], 8),
+    ([172, 16, 0, 0], 12),
+    ([192, 168, 0, 0], 16),
+    ([169, 254, 0, 0], 16),
+];
+const PERMITTED_V6: [(u128, u8); 3] = [
+    (1, 128),            // ::1
+    (0xfe80 << 112, 10), // link-local
+    (0xfc00 << 112, 7),  // unique local
+];
+
+fn mask(bits: u32, len: u8) -> u128 {
+    match len {
+        0 => 0,
+        n => (!0u128 << (128 - u32::from(n))) >> (128 - bits),
+    }
+}
+
+fn permitted_ip(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => PERMITTED_V4.iter().any(|&(net, len)| {
+            let m = mask(32, len) as u32;
+            u32::from(*a) & m == u32::from(Ipv4Addr::from(net))
+        }),
+        IpAddr::V6(a) => PERMITTED_V6
+            .iter()
+            .any(|&(net, len)| u128::from(*a) & mask(128, len) == net),
+    }
+}
+
+/// One DER element: tag, length, contents.
+fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = body.len().to_be_bytes();
+    let skip = len.iter().take_while(|&&b| b == 0).count();
+    match body.len() {
+        0..=127 => out.push(body.len() as u8),
+        _ => {
+            out.push(0x80 | (len.len() - skip) as u8);
+            out.extend_from_slice(&len[skip..]);
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// The critical NameConstraints extension (RFC 5280 4.2.1.10) of a CA created here:
+/// permitted subtrees only, for [`PERMITTED_DNS`], the host name, and the loopback,
+/// private, link-local and unique-local address ranges. Built as DER, because OpenSSL's
+/// text form for it goes through a deprecated, file-reading configuration parser.
+fn name_constraints(host: Option<&str>) -> Result<X509Extension, TlsError> {
+    let subtree = |name: Vec<u8>| der(0x30, &name);
+    let mut subtrees = Vec::new();
+    for d in PERMITTED_DNS.iter().copied().chain(host) {
+        subtrees.extend(subtree(der(0x82, d.as_bytes())));
+    }
+    for (net, len) in PERMITTED_V4 {
+        let mut v = net.to_vec();
+        v.extend_from_slice(&(mask(32, len) as u32).to_be_bytes());
+        subtrees.extend(subtree(der(0x87, &v)));
+    }
+    for (net, len) in PERMITTED_V6 {
+        let mut v = net.to_be_bytes().to_vec();
+        v.extend_from_slice(&mask(128, len).to_be_bytes());
+        subtrees.extend(subtree(der(0x87, &v)));
+    }
+    let value = der(0x30, &der(0xa0, &subtrees));
+    let oid = Asn1Object::from_str("2.5.29.30")?;
+    let value = Asn1OctetString::new_from_bytes(&value)?;
+    Ok(X509Extension::new_from_der(&oid, true, &value)?)
+}
+
 fn new_key() -> Result<PKey<Private>, TlsError> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
@@ -224,9 +416,14 @@ fn builder(cn: &str, days: u32, key: &PKey<Private>) -> Result<X509Builder, TlsE
 
 fn make_ca() -> Result<(X509, PKey<Private>), TlsError> {
     let key = new_key()?;
-    let host = hostname().unwrap_or_else(|| "intercom".into());
-    let mut b = builder(&format!("intercomd local CA ({host})"), CA_DAYS, &key)?;
+    let host = hostname();
+    let cn = format!(
+        "intercomd local CA ({})",
+        host.as_deref().unwrap_or("intercom")
+    );
+    let mut b = builder(&cn, CA_DAYS, &key)?;
     b.append_extension(BasicConstraints::new().critical().ca().pathlen(0).build()?)?;
+    b.append_extension(name_constraints(host.as_deref())?)?;
     b.append_extension(
         KeyUsage::new()
             .critical()
@@ -288,13 +485,31 @@ pub fn fingerprint(cert: &X509) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `cert` verifies under `ca` alone, name constraints included.
+fn verifies(ca: &X509, cert: &X509) -> Result<bool, TlsError> {
+    let mut store = X509StoreBuilder::new()?;
+    store.add_cert(ca.clone())?;
+    let store = store.build();
+    let mut ctx = X509StoreContext::new()?;
+    let chain = Stack::new()?;
+    Ok(ctx.init(&store, cert, &chain, |c| c.verify_cert())?)
+}
+
+/// The local CA, and the server certificate it issued, as the running server sees them.
+pub struct LocalCa {
+    dir: PathBuf,
+    ca: X509,
+    ca_key: PKey<Private>,
+    /// What the current server certificate covers (as in `server.names`).
+    names: String,
+    /// The server certificate in use, once there is one.
+    server: Option<X509>,
+}
+
 /// Load or create the local CA and server certificate in `dir`.
 pub fn local_ca(dir: &Path, names: &Names) -> Result<Tls, TlsError> {
     fs::create_dir_all(dir).map_err(|e| TlsError::Io(dir.display().to_string(), e))?;
     let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
-    let (srv_crt, srv_key) = (dir.join("server.crt"), dir.join("server.key"));
-    let names_file = dir.join("server.names");
-
     let (ca, ca_pkey) = if ca_crt.exists() && ca_key.exists() {
         let ca = X509::from_pem(&read(&ca_crt)?)?;
         let key = PKey::private_key_from_pem(&read(&ca_key)?)?;
@@ -306,38 +521,191 @@ pub fn local_ca(dir: &Path, names: &Names) -> Result<Tls, TlsError> {
         log::info!("created a local certificate authority in {}", dir.display());
         (ca, key)
     };
-
-    let wanted = names.describe();
-    let renew_by = Asn1Time::days_from_now(RENEW_DAYS)?;
-    let current = (|| -> Option<(X509, Vec<u8>)> {
-        let cert = X509::from_pem(&fs::read(&srv_crt).ok()?).ok()?;
-        let key = fs::read(&srv_key).ok()?;
-        let same_names = fs::read_to_string(&names_file).ok()? == wanted;
-        let fresh = cert.not_after() > renew_by;
-        let ours = cert.verify(&ca_pkey).unwrap_or(false);
-        (same_names && fresh && ours).then_some((cert, key))
-    })();
-    let (server, server_key_pem) = match current {
-        Some(found) => found,
-        None => {
-            let (cert, key) = make_server(&ca, &ca_pkey, names)?;
-            let key_pem = key.private_key_to_pem_pkcs8()?;
-            write(&srv_key, &key_pem, true)?;
-            write(&srv_crt, &cert.to_pem()?, false)?;
-            write(&names_file, wanted.as_bytes(), false)?;
-            log::info!(
-                "issued a server certificate for {}",
-                wanted.trim().replace('\n', ", ")
-            );
-            (cert, key_pem)
-        }
-    };
     log::info!("CA fingerprint (SHA-256): {}", fingerprint(&ca));
     let ca_pem = ca.to_pem()?;
-    let mut chain = server.to_pem()?;
-    chain.extend_from_slice(&ca_pem);
+    let mut local = LocalCa {
+        dir: dir.to_path_buf(),
+        ca,
+        ca_key: ca_pkey,
+        names: String::new(),
+        server: None,
+    };
+    let acceptor = match local.load_server(names)? {
+        Some(a) => a,
+        None => local.issue(names)?,
+    };
     Ok(Tls {
-        acceptor: acceptor(&chain, &server_key_pem)?,
+        acceptor: Acceptor::new(acceptor),
         ca_pem: Some(ca_pem),
+        local: Some(local),
     })
+}
+
+impl LocalCa {
+    fn paths(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let d = &self.dir;
+        (
+            d.join("server.crt"),
+            d.join("server.key"),
+            d.join("server.names"),
+        )
+    }
+
+    /// The acceptor for the server certificate on disk, if it is ours, covers `names`
+    /// and is not due for renewal.
+    fn load_server(&mut self, names: &Names) -> Result<Option<SslAcceptor>, TlsError> {
+        let (crt, key, names_file) = self.paths();
+        let found = (|| -> Option<(X509, PKey<Private>, String)> {
+            let cert = X509::from_pem(&fs::read(&crt).ok()?).ok()?;
+            let key = PKey::private_key_from_pem(&fs::read(&key).ok()?).ok()?;
+            let covers = fs::read_to_string(&names_file).ok()?;
+            Some((cert, key, covers))
+        })();
+        let Some((cert, key, covers)) = found else {
+            return Ok(None);
+        };
+        if !cert.verify(&self.ca_key).unwrap_or(false) {
+            return Ok(None);
+        }
+        self.names = covers;
+        self.server = Some(cert.clone());
+        if self.due(names)?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(acceptor(&[cert, self.ca.clone()], &key)?))
+    }
+
+    /// Why the current server certificate should be replaced, if it should.
+    fn due(&self, names: &Names) -> Result<Option<&'static str>, TlsError> {
+        if names.lan_only().0.describe() != self.names {
+            return Ok(Some("the names or addresses changed"));
+        }
+        match &self.server {
+            Some(c) if c.not_after() >= Asn1Time::days_from_now(RENEW_DAYS)? => Ok(None),
+            _ => Ok(Some("it expires within 30 days")),
+        }
+    }
+
+    /// Issue and store a server certificate for `names` and return its acceptor. Names
+    /// the CA's constraints would forbid are left out; under a CA created for another
+    /// host name, so is the bare host name.
+    fn issue(&mut self, names: &Names) -> Result<SslAcceptor, TlsError> {
+        let (mut names, left_out) = names.lan_only();
+        let wanted = names.describe();
+        if !left_out.is_empty() {
+            log::info!(
+                "server certificate: leaving out {} (not a LAN name or address)",
+                left_out.join(", ")
+            );
+        }
+        let (mut cert, mut key) = make_server(&self.ca, &self.ca_key, &names)?;
+        if !verifies(&self.ca, &cert)? {
+            let host = hostname();
+            names.dns.retain(|d| Some(d) != host.as_ref());
+            log::info!(
+                "server certificate: leaving out the host name (the CA was made for another)"
+            );
+            (cert, key) = make_server(&self.ca, &self.ca_key, &names)?;
+            if !verifies(&self.ca, &cert)? {
+                return Err(TlsError::Ssl(
+                    "the issued server certificate does not verify under the CA".into(),
+                ));
+            }
+        }
+        let (crt, key_file, names_file) = self.paths();
+        write(&key_file, &key.private_key_to_pem_pkcs8()?, true)?;
+        write(&crt, &cert.to_pem()?, false)?;
+        // The names asked for, not those issued, so a left-out host name is not asked
+        // for again at every check.
+        write(&names_file, wanted.as_bytes(), false)?;
+        log::info!(
+            "issued a server certificate for {} (valid until {})",
+            names.describe().trim().replace('\n', ", "),
+            cert.not_after()
+        );
+        self.names = wanted;
+        self.server = Some(cert.clone());
+        acceptor(&[cert, self.ca.clone()], &key)
+    }
+
+    /// Keep the server certificate current while the server runs: check it every
+    /// `every` and whenever the names or addresses change, renew it when [`due`], and
+    /// hand the new acceptor to `acceptor`. Runs forever on the caller's executor.
+    ///
+    /// [`due`]: LocalCa::due
+    pub async fn keep_renewed(mut self, acceptor: &Acceptor, every: Duration) {
+        let tick = every.min(ADDRESS_POLL);
+        let mut checked = Instant::now();
+        loop {
+            smol::Timer::after(tick).await;
+            let names = Names::of_this_machine();
+            let moved = names.lan_only().0.describe() != self.names;
+            if !moved && checked.elapsed() + tick / 2 < every {
+                continue;
+            }
+            checked = Instant::now();
+            let renewed = match self.due(&names) {
+                Ok(Some(why)) => {
+                    log::info!("renewing the server certificate: {why}");
+                    self.issue(&names)
+                }
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            };
+            match renewed {
+                Ok(a) => {
+                    acceptor.replace(a);
+                    log::info!("new connections use the renewed server certificate");
+                }
+                // The current certificate stays in use; the next check tries again.
+                Err(e) => log::error!("renewing the server certificate failed: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lan_names_and_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.31.255.1",
+            "192.168.1.20",
+            "169.254.9.9",
+        ] {
+            assert!(permitted_ip(&ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["::1", "fe80::1", "fd12:3456::1", "fc00::1"] {
+            assert!(permitted_ip(&ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "192.169.0.1",
+            "100.64.0.1",
+            "2001:db8::1",
+            "::2",
+        ] {
+            assert!(!permitted_ip(&ip.parse().unwrap()), "{ip}");
+        }
+        assert!(permitted_dns("door.local", None));
+        assert!(permitted_dns("a.b.home.arpa", None));
+        assert!(permitted_dns("localhost", None));
+        assert!(permitted_dns("pi", Some("pi")));
+        assert!(!permitted_dns("pi", None));
+        assert!(!permitted_dns("notlocal", None));
+        assert!(!permitted_dns("example.com", Some("pi")));
+    }
+
+    #[test]
+    fn der_lengths() {
+        assert_eq!(der(0x04, &[1, 2]), [0x04, 2, 1, 2]);
+        let long = der(0x30, &[0; 300]);
+        assert_eq!(long[..4], [0x30, 0x82, 0x01, 0x2c]);
+        assert_eq!(long.len(), 304);
+    }
 }
