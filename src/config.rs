@@ -23,6 +23,7 @@ pub struct Config {
     pub key: Option<PathBuf>,
     pub www: Option<PathBuf>,
     pub max_peers: usize,
+    pub max_per_ip: usize,
     pub max_message: usize,
     pub handshake_timeout: Duration,
     pub register_timeout: Duration,
@@ -48,6 +49,7 @@ impl Default for Config {
             key: None,
             www: None,
             max_peers: CAPACITY,
+            max_per_ip: 8,
             max_message: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             register_timeout: Duration::from_secs(30),
@@ -98,6 +100,7 @@ Static files:
 
 Limits (durations in seconds, fractions allowed):
   --max-peers N             registered peers                 [default: CAPACITY]
+  --max-per-ip N            unregistered sockets per address [default: 8]
   --max-message BYTES       largest WebSocket message        [default: 65536]
   --outbox N                queued messages per connection   [default: 64]
   --rate N                  inbound messages/s per connection [default: 100]
@@ -170,6 +173,7 @@ where
                     ));
                 }
             }
+            "max-per-ip" => c.max_per_ip = positive(flag, &value()?)?,
             "max-message" => c.max_message = positive(flag, &value()?)?,
             "outbox" => c.outbox = positive::<usize>(flag, &value()?)?.max(2),
             "rate" => c.rate = positive(flag, &value()?)?,
