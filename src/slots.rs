@@ -6,10 +6,17 @@
 //! gets in:
 //! - one source address may hold at most `per_ip` *unregistered* sockets; a new one over
 //!   that is refused (closed at once);
-//! - when `cap` sockets are open, the oldest unregistered socket is evicted and the new
-//!   one admitted; only when every open socket is registered is a new one refused;
+//! - when `cap` sockets are open, an unregistered socket is evicted and the new one
+//!   admitted: the oldest one of the address that holds the most. Only when every open
+//!   socket is registered is a new one refused;
 //! - registered sockets are never evicted and never count toward the per-address cap, so
 //!   any number of tablets behind one address can register.
+//!
+//! Why not simply the oldest socket overall: each eviction lets its owner open a socket,
+//! which evicts the next oldest, so hoarders that re-open at once evict each other in a
+//! cycle that reaches any newcomer after `cap - 1` re-opens, often before a tablet's TLS
+//! handshake and `register` are done. Taking from the address that holds the most, a
+//! device with one socket is only evicted once every address holds just one.
 //!
 //! Pure bookkeeping: no I/O, no timers. An evicted socket's task learns of it through
 //! [`Slot::evicted`], which it races against everything it does.
@@ -113,11 +120,8 @@ impl Registry {
         }
         let live = t.open.iter().filter(|e| e.live()).count();
         let evicted = if live >= t.cap {
-            let victim = t
-                .open
-                .iter_mut()
-                .find(|e| e.unregistered())
-                .ok_or(Refused::Full)?;
+            let victim = victim(&t.open).ok_or(Refused::Full)?;
+            let victim = &mut t.open[victim];
             victim.evicted = true;
             let _ = victim.notify.try_send(());
             Some(Evicted {
@@ -153,6 +157,27 @@ impl Registry {
     pub fn open(&self) -> usize {
         self.0.borrow().open.iter().filter(|e| e.live()).count()
     }
+}
+
+/// Which socket makes room: among the unregistered ones, the oldest of the address that
+/// holds the most (of two addresses holding as many, the one with the older socket).
+fn victim(open: &[Entry]) -> Option<usize> {
+    let held = |ip| {
+        open.iter()
+            .filter(|e| e.ip == ip && e.unregistered())
+            .count()
+    };
+    let mut best: Option<(usize, usize)> = None;
+    for (i, e) in open.iter().enumerate() {
+        if !e.unregistered() {
+            continue;
+        }
+        let n = held(e.ip);
+        if best.is_none_or(|(most, _)| n > most) {
+            best = Some((n, i));
+        }
+    }
+    best.map(|(_, i)| i)
 }
 
 /// One open socket's place in its [`Registry`]; freed when dropped.
@@ -277,6 +302,42 @@ mod tests {
         let e = r.admit(ip(5)).unwrap();
         assert_eq!(e.evicted.map(|e| e.ip), Some(ip(4)));
         assert!(evicted_now(&c));
+    }
+
+    #[test]
+    fn the_address_holding_the_most_gives_way() {
+        let r = Registry::new(6, 8);
+        let tablet = r.admit(ip(9)).unwrap().slot;
+        let mut hoard = Vec::new();
+        for last in [2, 3, 2, 3, 2] {
+            hoard.push(r.admit(ip(last)).unwrap().slot);
+        }
+        // The tablet's socket is the oldest, but .2 holds three: its oldest goes.
+        let a = r.admit(ip(4)).unwrap();
+        assert_eq!(a.evicted.map(|e| e.ip), Some(ip(2)));
+        assert!(evicted_now(&hoard[0]));
+        drop(hoard.remove(0));
+        // Hoarders re-opening at once evict each other, never the lone tablet.
+        for round in 0..50 {
+            let last = [2, 3, 4][round % 3];
+            match r.admit(ip(last)) {
+                Ok(new) => {
+                    let gone = new.evicted.expect("the port is full");
+                    assert_ne!(gone.ip, ip(9), "round {round}");
+                    hoard.retain(|s| !evicted_now(s));
+                    hoard.push(new.slot);
+                }
+                Err(refused) => assert_eq!(refused, Refused::PerIp),
+            }
+        }
+        assert!(!evicted_now(&tablet));
+        // Once every address holds one, age decides: the tablet's is the oldest.
+        let r = Registry::new(3, 8);
+        let tablet = r.admit(ip(9)).unwrap().slot;
+        let _b = r.admit(ip(2)).unwrap();
+        let _c = r.admit(ip(3)).unwrap();
+        assert_eq!(r.admit(ip(4)).unwrap().evicted.map(|e| e.ip), Some(ip(9)));
+        assert!(evicted_now(&tablet));
     }
 
     #[test]
