@@ -301,9 +301,31 @@ async fn connection<'ex>(
                 }
                 log_request(&head, &resp);
                 let sent = timeout(WRITE_TIMEOUT, http::write_response(&mut tls, &resp)).await;
-                if !matches!(sent, Some(Ok(()))) || resp.close {
-                    let _ = timeout(WRITE_TIMEOUT, tls.close()).await;
-                    return;
+                match sent {
+                    Some(Ok(())) if !resp.close => {}
+                    Some(Ok(())) => {
+                        let _ = timeout(WRITE_TIMEOUT, tls.close()).await;
+                        return;
+                    }
+                    // A client that does not read gets no polite close either.
+                    Some(Err(e)) => {
+                        log::debug!(
+                            "{}: {} {}: not written: {e}",
+                            slot.ip(),
+                            head.method,
+                            head.target
+                        );
+                        return;
+                    }
+                    None => {
+                        log::debug!(
+                            "{}: {} {}: not written within {WRITE_TIMEOUT:?}: closing",
+                            slot.ip(),
+                            head.method,
+                            head.target
+                        );
+                        return;
+                    }
                 }
                 buf.drain(..len);
             }
