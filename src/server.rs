@@ -177,6 +177,9 @@ async fn accept_slot(
         }
     };
     let ip = peer.ip().to_canonical();
+    // Let tasks whose sockets the client already closed see it and free their slots first:
+    // a client that closes sockets and opens a new one must find them gone.
+    futures_lite::future::yield_now().await;
     match sockets.admit(ip) {
         Ok(admitted) => {
             if let Some(e) = admitted.evicted {
