@@ -226,14 +226,14 @@ async fn connection<'ex>(
     tcp: TcpStream,
     slot: &Slot,
 ) {
-    let handshake = shared.cfg.handshake_timeout;
+    let timeout = shared.cfg.handshake_timeout;
     let tls = async { shared.acceptor.accept(Sock::new(tcp)).await.map_err(Some) }
         .or(async {
-            Timer::after(handshake).await;
+            Timer::after(timeout).await;
             Err(None)
         })
         .await;
-    let mut tls = match tls {
+    let tls = match tls {
         Ok(s) => s,
         Err(e) => {
             log::debug!(
@@ -243,6 +243,18 @@ async fn connection<'ex>(
             return;
         }
     };
+    requests(ex, shared, tls, slot).await;
+}
+
+/// HTTP requests on one TLS connection, kept alive within [`KEEPALIVE_IDLE`],
+/// [`MAX_REQUESTS`] and [`KEEPALIVE_LIFETIME`], until one upgrades to a WebSocket or the
+/// connection ends. Every wait is bounded: the head by `--handshake-timeout`, each write
+/// by [`WRITE_TIMEOUT`].
+async fn requests<'ex, S>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, mut tls: S, slot: &Slot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'ex,
+{
+    let handshake = shared.cfg.handshake_timeout;
     let mut buf = Vec::with_capacity(1024);
     let end_of_life = Instant::now() + KEEPALIVE_LIFETIME;
     let mut served = 0;
