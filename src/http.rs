@@ -310,6 +310,10 @@ impl Www {
                 if full.strip_prefix(root).ok()?.components().any(hidden) {
                     return None;
                 }
+                // Checked before opening: opening a FIFO would block the one thread.
+                if !full.is_file() {
+                    return None;
+                }
                 let file = std::fs::File::open(full).ok()?;
                 let meta = file.metadata().ok()?;
                 meta.is_file().then(|| (Body::File(file, meta.len()), None))
