@@ -106,8 +106,8 @@ impl Registry {
         })))
     }
 
-    /// Let a new socket from `ip` in, evicting the oldest unregistered socket when the
-    /// port is full.
+    /// Let a new socket from `ip` in; when the port is full, evict an unregistered socket
+    /// (see [`victim`]) to make room.
     pub fn admit(&self, ip: IpAddr) -> Result<Admitted, Refused> {
         let mut t = self.0.borrow_mut();
         let from_ip = t
