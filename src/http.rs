@@ -335,7 +335,7 @@ impl Www {
 #[derive(Debug)]
 pub enum Body {
     Bytes(Cow<'static, [u8]>),
-    /// A `--www` file and its length when opened, sent in [`FILE_CHUNK`] pieces.
+    /// A `--www` file and its length when opened, sent in `FILE_CHUNK` pieces.
     File(std::fs::File, u64),
 }
 

@@ -107,7 +107,7 @@ impl Registry {
     }
 
     /// Let a new socket from `ip` in; when the port is full, evict an unregistered socket
-    /// (see [`victim`]) to make room.
+    /// to make room (which one: see `victim`).
     pub fn admit(&self, ip: IpAddr) -> Result<Admitted, Refused> {
         let mut t = self.0.borrow_mut();
         let from_ip = t
