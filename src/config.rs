@@ -25,6 +25,7 @@ pub struct Config {
     pub cert_check_interval: Duration,
     pub www: Option<PathBuf>,
     pub max_peers: usize,
+    pub max_per_ip: usize,
     pub max_message: usize,
     pub handshake_timeout: Duration,
     pub register_timeout: Duration,
@@ -52,6 +53,7 @@ impl Default for Config {
             cert_check_interval: Duration::from_secs(86400),
             www: None,
             max_peers: CAPACITY,
+            max_per_ip: 8,
             max_message: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             register_timeout: Duration::from_secs(30),
@@ -107,6 +109,7 @@ Static files:
 
 Limits (durations in seconds, fractions allowed):
   --max-peers N             registered peers                 [default: CAPACITY]
+  --max-per-ip N            unregistered sockets per address [default: 8]
   --max-message BYTES       largest WebSocket message        [default: 65536]
   --outbox N                queued messages per connection   [default: 64]
   --outbox-bytes BYTES      queued bytes per connection      [default: 262144]
@@ -181,6 +184,7 @@ where
                     ));
                 }
             }
+            "max-per-ip" => c.max_per_ip = positive(flag, &value()?)?,
             "max-message" => c.max_message = positive(flag, &value()?)?,
             "outbox" => c.outbox = positive::<usize>(flag, &value()?)?.max(2),
             "outbox-bytes" => c.outbox_bytes = positive::<usize>(flag, &value()?)?,

@@ -8,10 +8,13 @@
 use crate::config::MAX_HEAD_BYTES;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
 
 /// Largest number of headers accepted in one request head.
 const MAX_HEADERS: usize = 48;
+/// A `--www` file is sent in pieces of this size, so a large file never sits in memory.
+const FILE_CHUNK: usize = 16 * 1024;
 
 /// The parts of a request head the server looks at.
 #[derive(Debug, Default, PartialEq)]
@@ -20,12 +23,17 @@ pub struct Head {
     pub target: String,
     pub host: Option<String>,
     pub origin: Option<String>,
+    /// More than one `Origin` header: which one a browser meant is unknowable.
+    pub duplicate_origin: bool,
     pub upgrade_websocket: bool,
     pub connection_upgrade: bool,
     pub ws_key: Option<String>,
     pub ws_version: Option<String>,
     pub if_none_match: Option<String>,
     pub close: bool,
+    /// A `Transfer-Encoding`, or a `Content-Length` other than exactly `0`. No request
+    /// here has a body, so such a request is refused and the connection closed: its
+    /// body must never be read as the next request.
     pub has_body: bool,
 }
 
@@ -34,7 +42,7 @@ pub struct Head {
 pub enum HeadError {
     /// Longer than [`MAX_HEAD_BYTES`] (431).
     TooLarge,
-    /// Not HTTP/1.x (400).
+    /// Not HTTP/1.x, or two `Host` headers (400).
     Malformed,
     /// The peer closed or the socket failed before a full head arrived.
     Closed,
@@ -64,17 +72,34 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         ..Head::default()
     };
     for h in req.headers.iter() {
-        let Ok(value) = std::str::from_utf8(h.value) else {
+        let name = h.name;
+        // Framing, Host and Origin are judged whatever their bytes: a value that is not
+        // UTF-8 must not slip past as "no body" or "no second Host".
+        let raw = h.value.trim_ascii();
+        if name.eq_ignore_ascii_case("content-length") {
+            head.has_body |= raw != b"0";
+            continue;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            head.has_body = true;
+            continue;
+        } else if name.eq_ignore_ascii_case("host") {
+            if head.host.is_some() {
+                return Err(HeadError::Malformed);
+            }
+            // Lossy: a replacement character fails `valid_host` (400).
+            head.host = Some(String::from_utf8_lossy(raw).into_owned());
+            continue;
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.duplicate_origin |= head.origin.is_some();
+            // Lossy: a replacement character fails `normalize_origin` (403).
+            head.origin = Some(String::from_utf8_lossy(raw).into_owned());
+            continue;
+        }
+        let Ok(value) = std::str::from_utf8(raw) else {
             continue;
         };
-        let value = value.trim();
         let has_token = |t: &str| value.split(',').any(|v| v.trim().eq_ignore_ascii_case(t));
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            head.host = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("origin") {
-            head.origin = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("upgrade") {
+        if name.eq_ignore_ascii_case("upgrade") {
             head.upgrade_websocket = has_token("websocket");
         } else if name.eq_ignore_ascii_case("connection") {
             head.connection_upgrade |= has_token("upgrade");
@@ -85,13 +110,17 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
             head.ws_version = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("if-none-match") {
             head.if_none_match = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("content-length") {
-            head.has_body |= value != "0";
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            head.has_body = true;
         }
     }
     Ok(Some((head, len)))
+}
+
+/// A `Sec-WebSocket-Key` as RFC 6455 requires: base64 of exactly 16 bytes, which is 22
+/// characters, the last holding only two bits (so one of `AQgw`), then `==`.
+pub fn valid_ws_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    let base64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    b.len() == 24 && b[..21].iter().all(base64) && b"AQgw".contains(&b[21]) && &b[22..] == b"=="
 }
 
 /// Read one request head into `buf` (which may already hold bytes from the previous
@@ -115,6 +144,18 @@ pub async fn read_head<S: AsyncRead + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Read what the client sends next (one read, at most 2 KiB) into `buf`, which the caller
+/// keeps small. `Ok(0)`: the client closed.
+pub async fn read_more<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let mut chunk = [0u8; 2048];
+    let n = io.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// A `Host` value safe to echo into headers: host name, IPv4 or bracketed IPv6, optional
@@ -188,7 +229,8 @@ pub fn resolve_path(target: &str) -> Option<String> {
     for seg in decoded.split('/') {
         match seg {
             "" | "." => continue,
-            ".." => return None,
+            // `..`, and every hidden file or folder (`.git`, `.env`, `.htpasswd`).
+            s if s.starts_with('.') => return None,
             s if s.contains(':') => return None,
             s => {
                 if !out.is_empty() {
@@ -253,20 +295,28 @@ pub enum Www {
 }
 
 impl Www {
-    /// Look up a resolved relative path. Reads a `--www` file synchronously: files are
-    /// small and local, and the single thread owns no blocking pool.
-    pub fn get(&self, rel: &str) -> Option<(Cow<'static, [u8]>, Option<&'static str>)> {
+    /// Look up a resolved relative path. A `--www` file is opened here and streamed by
+    /// [`write_response`] with synchronous reads: files are local, and the single thread
+    /// owns no blocking pool. Hidden names are refused here too, after symlinks resolve.
+    pub fn get(&self, rel: &str) -> Option<(Body, Option<&'static str>)> {
         match self {
             Www::Embedded(files) => files
                 .iter()
                 .find(|(p, _, _)| *p == rel)
-                .map(|(_, body, etag)| (Cow::Borrowed(*body), Some(*etag))),
+                .map(|(_, body, etag)| (Body::Bytes(Cow::Borrowed(*body)), Some(*etag))),
             Www::Dir(root) => {
                 let full = root.join(rel).canonicalize().ok()?;
-                if !full.starts_with(root) || !full.is_file() {
+                let hidden = |c: Component| c.as_os_str().as_encoded_bytes().starts_with(b".");
+                if full.strip_prefix(root).ok()?.components().any(hidden) {
                     return None;
                 }
-                std::fs::read(full).ok().map(|b| (Cow::Owned(b), None))
+                // Checked before opening: opening a FIFO would block the one thread.
+                if !full.is_file() {
+                    return None;
+                }
+                let file = std::fs::File::open(full).ok()?;
+                let meta = file.metadata().ok()?;
+                meta.is_file().then(|| (Body::File(file, meta.len()), None))
             }
         }
     }
@@ -281,23 +331,52 @@ impl Www {
     }
 }
 
+/// A response body.
+#[derive(Debug)]
+pub enum Body {
+    Bytes(Cow<'static, [u8]>),
+    /// A `--www` file and its length when opened, sent in `FILE_CHUNK` pieces.
+    File(std::fs::File, u64),
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File(_, len) => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(b: Vec<u8>) -> Body {
+        Body::Bytes(Cow::Owned(b))
+    }
+}
+
+impl From<Cow<'static, [u8]>> for Body {
+    fn from(b: Cow<'static, [u8]>) -> Body {
+        Body::Bytes(b)
+    }
+}
+
 /// One HTTP response, encoded by [`write_response`].
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: Cow<'static, [u8]>,
+    pub body: Body,
     pub extra: Vec<(&'static str, String)>,
     pub close: bool,
     pub head_only: bool,
 }
 
 impl Response {
-    pub fn new(
-        status: u16,
-        content_type: &'static str,
-        body: impl Into<Cow<'static, [u8]>>,
-    ) -> Self {
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Body>) -> Self {
         Response {
             status,
             content_type,
@@ -351,7 +430,9 @@ pub fn csp(host: &str) -> String {
     )
 }
 
-/// Encode and send a response.
+/// Encode and send a response. A file body is read as it is sent; a file that shrank
+/// since it was opened is an error (the length was already promised). The caller bounds
+/// the time this may take.
 pub async fn write_response<S: AsyncWrite + Unpin>(
     io: &mut S,
     r: &Response,
@@ -376,8 +457,25 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
         "\r\n"
     });
     let mut out = head.into_bytes();
-    if !r.head_only && r.status != 304 {
-        out.extend_from_slice(&r.body);
+    let with_body = !r.head_only && r.status != 304;
+    match &r.body {
+        Body::Bytes(b) if with_body => out.extend_from_slice(b),
+        Body::File(file, len) if with_body => {
+            io.write_all(&out).await?;
+            let mut chunk = vec![0u8; FILE_CHUNK];
+            let mut left = *len;
+            while left > 0 {
+                let want = (left as usize).min(FILE_CHUNK);
+                let n = (&*file).read(&mut chunk[..want])?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                io.write_all(&chunk[..n]).await?;
+                left -= n as u64;
+            }
+            return io.flush().await;
+        }
+        _ => {}
     }
     io.write_all(&out).await?;
     io.flush().await
@@ -403,15 +501,15 @@ pub enum Route {
 
 /// Decide what to do with one request on the TLS port.
 pub fn route(head: &Head, ctx: &HttpCtx) -> Route {
+    if head.has_body {
+        return Route::Respond(Response::error(400));
+    }
     let Some(host) = head.host.as_deref().filter(|h| valid_host(h)) else {
         return Route::Respond(Response::error(400));
     };
     let get = head.method == "GET";
     if !get && head.method != "HEAD" {
         return Route::Respond(Response::error(405).header("Allow", "GET, HEAD"));
-    }
-    if head.has_body {
-        return Route::Respond(Response::error(400));
     }
     let path = head.target.split('?').next().unwrap_or("");
     let mut resp = match path {
@@ -423,7 +521,11 @@ pub fn route(head: &Head, ctx: &HttpCtx) -> Route {
             else {
                 return Route::Respond(Response::error(400).header("Sec-WebSocket-Version", "13"));
             };
-            if !origin_allowed(head.origin.as_deref(), Some(host), ctx.allowed_origins) {
+            if !valid_ws_key(key) {
+                return Route::Respond(Response::error(400));
+            }
+            let origin_ok = origin_allowed(head.origin.as_deref(), Some(host), ctx.allowed_origins);
+            if head.duplicate_origin || !origin_ok {
                 return Route::Respond(Response::error(403));
             }
             let accept =
@@ -482,6 +584,9 @@ Security, Encryption &amp; credentials, Install a certificate, CA certificate.</
 /// Decide what to do with one request on the plain-HTTP port: `/ca.crt`, the guide at
 /// `/`, and a redirect to the HTTPS origin for everything else.
 pub fn route_plain(head: &Head, ca_pem: Option<&[u8]>, https_port: u16) -> Response {
+    if head.has_body {
+        return Response::error(400);
+    }
     let Some(host) = head.host.as_deref().filter(|h| valid_host(h)) else {
         return Response::error(400);
     };
@@ -635,6 +740,67 @@ mod tests {
         let long = vec![b'a'; MAX_HEAD_BYTES + 1];
         assert!(parse_head(&long).is_err());
         assert_eq!(strip_port("[::1]:8443"), "[::1]");
+    }
+
+    #[test]
+    fn ambiguous_heads() {
+        let dup_host = b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n";
+        assert_eq!(parse_head(dup_host).err(), Some(HeadError::Malformed));
+        let (h, _) = parse_head(b"GET / HTTP/1.1\r\nOrigin: x\r\nOrigin: y\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.duplicate_origin);
+        for framing in [
+            &b"Content-Length: 1"[..],
+            b"Content-Length: 00",
+            b"Content-Length: \xff",
+            b"Content-Length: 0\xff",
+            b"Transfer-Encoding: identity",
+            b"Transfer-Encoding: \xff",
+        ] {
+            let raw = [&b"GET / HTTP/1.1\r\nHost: a\r\n"[..], framing, b"\r\n\r\n"].concat();
+            let (h, _) = parse_head(&raw).unwrap().unwrap();
+            assert!(h.has_body, "{}", String::from_utf8_lossy(framing));
+        }
+        let (h, _) = parse_head(b"GET / HTTP/1.1\r\nContent-Length:  0 \r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.has_body);
+    }
+
+    #[test]
+    fn websocket_keys_are_16_bytes_of_base64() {
+        assert!(valid_ws_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(valid_ws_key("AAAAAAAAAAAAAAAAAAAAAA=="));
+        assert!(valid_ws_key("/+/+/+/+/+/+/+/+/+/+/w=="));
+        for bad in [
+            "",
+            "x",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZR==",
+            "dGhlIHNhbXBsZSBub25jZQ==A",
+            "dGhlIHNhbXBsZSBub25j ZQ=",
+            "dGhlIHNhbXBsZSBub25jZQAA",
+            "dGhlIHNhbXBsZSBub25jZQ-_",
+            "AAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(!valid_ws_key(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hidden_names_are_never_resolved() {
+        for bad in [
+            "/.env",
+            "/.git/config",
+            "/sub/.hidden",
+            "/%2egit/HEAD",
+            "/.well-known/x",
+        ] {
+            assert_eq!(resolve_path(bad), None, "{bad}");
+        }
+        assert_eq!(resolve_path("/./app.js").as_deref(), Some("app.js"));
+        assert_eq!(resolve_path("/a.b/c.js").as_deref(), Some("a.b/c.js"));
         assert_eq!(strip_port("pi.local:80"), "pi.local");
     }
 }

@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod session;
+pub mod slots;
 pub mod tls;
 pub mod tlsio;
 

@@ -4,11 +4,16 @@
 //! Everything runs on one `LocalExecutor` on the calling thread. Each accepted socket gets
 //! its own task; TLS and the request head happen inside that task under
 //! `--handshake-timeout`, never in the accept loop, so one slow client stalls no one.
+//!
+//! Each port keeps a [`Registry`] of its sockets: an accepted socket holds a `Slot` for
+//! its whole life, and its task races everything it does against `Slot::evicted`, so a
+//! socket evicted to make room closes at once, whatever state it is in.
 
 use crate::config::Config;
 use crate::http::{self, Head, HeadError, HttpCtx, Response, Route, Www};
 use crate::peers::Peers;
 use crate::session::{self, Link};
+use crate::slots::{Registry, Slot};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::channel::{self, Receiver, Sender};
 use smol::net::{TcpListener, TcpStream};
@@ -20,6 +25,27 @@ use std::time::{Duration, Instant};
 
 /// How long shutdown waits for connections to close before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// Between two requests on one connection, the next must arrive within this long (and
+/// within `--handshake-timeout`, if shorter).
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+/// Requests served on one connection; the last is answered with `Connection: close`.
+pub const MAX_REQUESTS: u32 = 100;
+/// How long one connection may keep asking for files; after that its next answer closes
+/// it. A WebSocket, once upgraded, is not bound by this.
+pub const KEEPALIVE_LIFETIME: Duration = Duration::from_secs(60);
+/// How long writing one response (or the upgrade reply) may take: a client that does not
+/// read cannot hold its task forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `Some(value)` when `fut` finishes within `d`.
+pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    async { Some(fut.await) }
+        .or(async {
+            Timer::after(d).await;
+            None
+        })
+        .await
+}
 
 /// State shared by every task. Only `peers` is mutable beyond counters, and its borrow
 /// never crosses an `.await`.
@@ -137,30 +163,59 @@ pub async fn run<'ex>(
     }
 }
 
-async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, listener: TcpListener) {
-    let sockets = Rc::new(Cell::new(0usize));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("accept failed: {e}");
-                Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if sockets.get() >= shared.cfg.max_sockets() {
-            log::debug!("socket cap reached: refusing a connection");
-            drop(stream);
-            continue;
+/// Accept a socket and give it a slot in `sockets`, evicting or refusing as the registry
+/// decides. `None` when this socket was refused (already closed) or accepting failed.
+async fn accept_slot(
+    listener: &TcpListener,
+    sockets: &Registry,
+    port: &str,
+) -> Option<(TcpStream, Slot)> {
+    let (stream, peer) = match listener.accept().await {
+        Ok(s) => s,
+        Err(e) => {
+            // Out of file descriptors and the like: back off instead of spinning.
+            log::warn!("accept failed on the {port} port: {e}");
+            Timer::after(Duration::from_millis(100)).await;
+            return None;
         }
-        sockets.set(sockets.get() + 1);
-        let open = Open(sockets.clone());
+    };
+    let ip = peer.ip().to_canonical();
+    // Let tasks whose sockets the client already closed see it and free their slots first:
+    // a client that closes sockets and opens a new one must find them gone.
+    futures_lite::future::yield_now().await;
+    match sockets.admit(ip) {
+        Ok(admitted) => {
+            if let Some(e) = admitted.evicted {
+                log::debug!(
+                    "{port}: evicted unregistered socket from {} (held {:.1} s) for {ip}",
+                    e.ip,
+                    e.held.as_secs_f64()
+                );
+                // Let the evicted socket's task run and close before accepting more, so
+                // evicted sockets never pile up.
+                futures_lite::future::yield_now().await;
+            }
+            Some((stream, admitted.slot))
+        }
+        Err(refused) => {
+            log::debug!("{port}: refused a socket from {ip}: {refused}");
+            None
+        }
+    }
+}
+
+async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, listener: TcpListener) {
+    let sockets = Registry::new(shared.cfg.max_sockets(), shared.cfg.max_per_ip);
+    loop {
+        let Some((stream, slot)) = accept_slot(&listener, &sockets, "TLS").await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         ex.spawn(async move {
-            connection(ex, shared, stream, peer.ip()).await;
-            drop(open);
+            connection(ex, shared, stream, &slot)
+                .or(slot.evicted())
+                .await;
         })
         .detach();
     }
@@ -172,7 +227,7 @@ async fn connection<'ex>(
     ex: &'ex LocalExecutor<'ex>,
     shared: Rc<Shared>,
     tcp: TcpStream,
-    peer: std::net::IpAddr,
+    slot: &Slot,
 ) {
     let timeout = shared.cfg.handshake_timeout;
     let tls = async { shared.acceptor.accept(tcp).await.map_err(Some) }
@@ -181,7 +236,7 @@ async fn connection<'ex>(
             Err(None)
         })
         .await;
-    let mut tls = match tls {
+    let tls = match tls {
         Ok(s) => s,
         Err(e) => {
             log::debug!(
@@ -191,14 +246,41 @@ async fn connection<'ex>(
             return;
         }
     };
+    requests(ex, shared, tls, slot).await;
+}
+
+/// HTTP requests on one TLS connection, kept alive within [`KEEPALIVE_IDLE`],
+/// [`MAX_REQUESTS`] and [`KEEPALIVE_LIFETIME`], until one upgrades to a WebSocket or the
+/// connection ends. Every wait is bounded: the head by `--handshake-timeout`, each write
+/// by [`WRITE_TIMEOUT`].
+async fn requests<'ex, S>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, mut tls: S, slot: &Slot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'ex,
+{
+    let handshake = shared.cfg.handshake_timeout;
     let mut buf = Vec::with_capacity(1024);
+    let end_of_life = Instant::now() + KEEPALIVE_LIFETIME;
+    let mut served = 0;
     loop {
-        let head = http::read_head(&mut tls, &mut buf)
-            .or(async {
-                Timer::after(timeout).await;
-                Err(HeadError::Closed)
-            })
-            .await;
+        if served > 0 && buf.is_empty() {
+            // Keep-alive: the next request must start soon, and within the lifetime.
+            let idle = KEEPALIVE_IDLE
+                .min(handshake)
+                .min(end_of_life.saturating_duration_since(Instant::now()));
+            match timeout(idle, http::read_more(&mut tls, &mut buf)).await {
+                Some(Ok(n)) if n > 0 => {}
+                _ => {
+                    log::debug!(
+                        "{}: keep-alive connection closed after {served} requests",
+                        slot.ip()
+                    );
+                    return;
+                }
+            }
+        }
+        let head = timeout(handshake, http::read_head(&mut tls, &mut buf))
+            .await
+            .unwrap_or(Err(HeadError::Closed));
         let (head, len) = match head {
             Ok(h) => h,
             Err(e) => {
@@ -219,18 +301,49 @@ async fn connection<'ex>(
                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                      Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
                 );
-                if tls.write_all(reply.as_bytes()).await.is_err() || tls.flush().await.is_err() {
+                let sent = async {
+                    tls.write_all(reply.as_bytes()).await?;
+                    tls.flush().await
+                };
+                if !matches!(timeout(WRITE_TIMEOUT, sent).await, Some(Ok(()))) {
                     return;
                 }
                 let part = buf.split_off(len);
-                session::run(ex, shared, tls, part, peer).await;
+                session::run(ex, shared, tls, part, slot).await;
                 return;
             }
-            Route::Respond(resp) => {
+            Route::Respond(mut resp) => {
+                served += 1;
+                if served >= MAX_REQUESTS || Instant::now() >= end_of_life {
+                    resp.close = true;
+                }
                 log_request(&head, &resp);
-                if http::write_response(&mut tls, &resp).await.is_err() || resp.close {
-                    let _ = tls.close().await;
-                    return;
+                let sent = timeout(WRITE_TIMEOUT, http::write_response(&mut tls, &resp)).await;
+                match sent {
+                    Some(Ok(())) if !resp.close => {}
+                    Some(Ok(())) => {
+                        let _ = timeout(WRITE_TIMEOUT, tls.close()).await;
+                        return;
+                    }
+                    // A client that does not read gets no polite close either.
+                    Some(Err(e)) => {
+                        log::debug!(
+                            "{}: {} {}: not written: {e}",
+                            slot.ip(),
+                            head.method,
+                            head.target
+                        );
+                        return;
+                    }
+                    None => {
+                        log::debug!(
+                            "{}: {} {}: not written within {WRITE_TIMEOUT:?}: closing",
+                            slot.ip(),
+                            head.method,
+                            head.target
+                        );
+                        return;
+                    }
                 }
                 buf.drain(..len);
             }
@@ -249,8 +362,12 @@ async fn head_error<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, e: HeadError)
         HeadError::Malformed => 400,
         HeadError::Closed => return,
     };
-    let _ = http::write_response(io, &Response::error(status)).await;
-    let _ = io.close().await;
+    let _ = timeout(
+        WRITE_TIMEOUT,
+        http::write_response(io, &Response::error(status)),
+    )
+    .await;
+    let _ = timeout(WRITE_TIMEOUT, io.close()).await;
 }
 
 /// The optional plain-HTTP port: the CA, the install guide, redirects to HTTPS.
@@ -260,36 +377,29 @@ async fn plain_loop<'ex>(
     listener: TcpListener,
     https_port: u16,
 ) {
-    let sockets = Rc::new(Cell::new(0usize));
+    // Nothing here ever registers: every socket is evictable, and one address may hold
+    // at most `--max-per-ip` of them.
+    let sockets = Registry::new(crate::config::EXTRA_SOCKETS, shared.cfg.max_per_ip);
     loop {
-        let Ok((mut tcp, _)) = listener.accept().await else {
-            Timer::after(Duration::from_millis(100)).await;
+        let Some((mut tcp, slot)) = accept_slot(&listener, &sockets, "plain HTTP").await else {
             continue;
         };
-        if sockets.get() >= crate::config::EXTRA_SOCKETS {
-            continue;
-        }
-        sockets.set(sockets.get() + 1);
-        let open = Open(sockets.clone());
         let shared = shared.clone();
         ex.spawn(async move {
-            let timeout = shared.cfg.handshake_timeout;
+            let handshake = shared.cfg.handshake_timeout;
             let mut buf = Vec::with_capacity(512);
             let work = async {
-                match http::read_head(&mut tcp, &mut buf).await {
-                    Ok((head, _)) => {
+                match timeout(handshake, http::read_head(&mut tcp, &mut buf)).await {
+                    Some(Ok((head, _))) => {
                         let mut r = http::route_plain(&head, shared.ca_pem.as_deref(), https_port);
                         r.close = true;
-                        let _ = http::write_response(&mut tcp, &r).await;
+                        let _ = timeout(WRITE_TIMEOUT, http::write_response(&mut tcp, &r)).await;
                     }
-                    Err(e) => head_error(&mut tcp, e).await,
+                    Some(Err(e)) => head_error(&mut tcp, e).await,
+                    None => {}
                 }
             };
-            work.or(async {
-                Timer::after(timeout).await;
-            })
-            .await;
-            drop(open);
+            work.or(slot.evicted()).await;
         })
         .detach();
     }

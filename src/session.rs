@@ -12,6 +12,7 @@ use crate::peers::{Call, ConnId, Token};
 use crate::protocol::{ClientMsg, ErrorCode, MAX_WRONG_KEYS, Name, ServerMsg, decode, peek_id};
 use crate::relay::{self, Effect, Effects, RegisterCtx, To};
 use crate::server::Shared;
+use crate::slots::Slot;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -485,17 +486,20 @@ enum Event {
 }
 
 /// Run one WebSocket connection to completion. `part` holds bytes read past the request
-/// head, if any.
+/// head, if any. `slot` is told whether the connection is registered: an unregistered
+/// one may be evicted, which the caller carries out by dropping this future (nothing in
+/// the peer table refers to an unregistered connection, so there is nothing to clean up).
 pub async fn run<'ex, S>(
     ex: &'ex LocalExecutor<'ex>,
     shared: Rc<Shared>,
     stream: S,
     part: Vec<u8>,
-    peer: IpAddr,
+    slot: &Slot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'ex,
 {
     let cfg = &shared.cfg;
+    let peer = slot.ip();
     let ws = WebSocketStream::from_partially_read(
         stream,
         part,
@@ -629,6 +633,7 @@ pub async fn run<'ex, S>(
                     }
                 }
                 registered.set(shared.peers.borrow().by_conn(conn).is_some());
+                slot.set_registered(registered.get());
                 deliver(ex, &shared, fx, &mut mine);
             }
         }

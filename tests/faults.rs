@@ -161,7 +161,8 @@ async fn check_until_done(rx: &mut Rx, from: &str, tally: &Tally) -> Result<(), 
 /// Start a server with `args`, keep 16 peers relaying, run `fault`, then check that the
 /// server answers, the relays lost nothing and every descriptor the fault used is closed.
 fn with_relaying(args: &[&str], fault: impl AsyncFnOnce(&Server)) {
-    let server = start_server(args);
+    // Every client here is 127.0.0.1: no per-address cap (later flags win).
+    let server = start_server(&[&["--max-per-ip", "1000"], args].concat());
     let stop = AtomicBool::new(false);
     let (problems, relayed) = std::thread::scope(|s| {
         let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -475,8 +476,9 @@ fn slow_consumer_is_cut_and_nobody_else_loses() {
 
 #[test]
 fn connection_burst_beyond_the_cap() {
-    // max-peers 64: 80 sockets; 16 are the relaying peers.
-    with_relaying(&["--handshake-timeout", "1"], async |server| {
+    // max-peers 64: 80 sockets; 16 are the relaying peers. One address: 8 unregistered.
+    let args = ["--handshake-timeout", "1", "--max-per-ip", "8"];
+    with_relaying(&args, async |server| {
         let ex = smol::LocalExecutor::new();
         let attempts: Vec<_> = (0..2000)
             .map(|_| {

@@ -525,3 +525,254 @@ fn plain_http_port_serves_ca_and_guide_and_redirects() {
     );
     assert_eq!(status, 405);
 }
+
+/// Send raw bytes over TLS and read until the server closes; the whole answer as text.
+async fn exchange(server: &Server, request: &[u8]) -> String {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+    let mut tls = server.tls().await;
+    tls.write_all(request).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut raw = Vec::new();
+    let read = tls.read_to_end(&mut raw).or(async {
+        smol::Timer::after(patience()).await;
+        Err(std::io::ErrorKind::TimedOut.into())
+    });
+    read.await.expect("the server closes the connection");
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// The statuses of every response in `answer`, in order.
+fn statuses(answer: &str) -> Vec<u16> {
+    answer
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .filter_map(|r| r.get(..3)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn duplicate_host_is_refused() {
+    let server = start_server(&[]);
+    let port = server.addr.port();
+    run(async {
+        for hosts in [
+            format!("Host: localhost:{port}\r\nHost: evil.example"),
+            format!("Host: evil.example\r\nHost: localhost:{port}"),
+            format!("Host: localhost:{port}\r\nhost: localhost:{port}"),
+            format!("Host: localhost:{port}\r\nHost: \u{ff}"),
+        ] {
+            let (status, head, _) = server
+                .http(&format!("GET / HTTP/1.1\r\n{hosts}\r\n\r\n"))
+                .await;
+            assert_eq!(status, 400, "{hosts:?}");
+            assert_eq!(header(&head, "connection"), Some("close"));
+        }
+        let request = b"GET / HTTP/1.1\r\nHost: localhost\r\nHost: \xff\r\n\r\n";
+        assert_eq!(statuses(&exchange(&server, request).await), [400]);
+    });
+}
+
+#[test]
+fn duplicate_origin_on_an_upgrade_is_forbidden() {
+    let server = start_server(&["--allow-origin", "https://kiosk.lan:8443"]);
+    let port = server.addr.port();
+    run(async {
+        let own = format!("Origin: https://localhost:{port}");
+        let evil = "Origin: https://evil.example".to_string();
+        let kiosk = "Origin: https://kiosk.lan:8443".to_string();
+        for pair in [
+            [own.clone(), evil.clone()],
+            [evil.clone(), own.clone()],
+            [own.clone(), own.clone()],
+            [own.clone(), kiosk.clone()],
+            [kiosk, "origin: null".into()],
+        ] {
+            let h = [pair[0].as_str(), pair[1].as_str()];
+            assert_eq!(server.upgrade_status(None, &h).await, 403, "{pair:?}");
+        }
+        // One Origin is still judged as before.
+        assert_eq!(server.upgrade_status(None, &[&own]).await, 101);
+        assert_eq!(server.upgrade_status(None, &[&evil]).await, 403);
+    });
+}
+
+#[test]
+fn a_request_with_a_body_is_refused_and_the_connection_closes() {
+    let server = start_server(&[]);
+    let port = server.addr.port();
+    run(async {
+        // What follows the head would be a second request if the body were skipped.
+        let next = format!("GET /healthz HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+        let framings: [&[u8]; 12] = [
+            b"Transfer-Encoding: chunked",
+            b"Transfer-Encoding: identity",
+            b"Transfer-Encoding: \xff",
+            b"Content-Length: 1",
+            b"Content-Length: 00",
+            b"Content-Length: +0",
+            b"Content-Length: 0, 0",
+            b"Content-Length: 0x",
+            b"Content-Length: \xff",
+            b"Content-Length: 4\xff",
+            b"Content-Length: 0\r\nContent-Length: 5",
+            b"Content-Length: 0\r\nTransfer-Encoding: chunked",
+        ];
+        for framing in framings {
+            for method in ["GET / ", "GET /ws ", "HEAD /healthz ", "POST / "] {
+                let request = [
+                    format!("{method}HTTP/1.1\r\nHost: localhost:{port}\r\n").as_bytes(),
+                    framing,
+                    b"\r\n\r\n0\r\n\r\n",
+                    next.as_bytes(),
+                ]
+                .concat();
+                let answer = exchange(&server, &request).await;
+                assert_eq!(
+                    statuses(&answer),
+                    [400],
+                    "{method}{}: {answer}",
+                    String::from_utf8_lossy(framing)
+                );
+                assert_eq!(header(&answer, "connection"), Some("close"));
+            }
+        }
+        // `Content-Length: 0` is no body: keep-alive goes on to the next request.
+        let request = format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 0\r\n\r\n\
+             GET /healthz HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            statuses(&exchange(&server, request.as_bytes()).await),
+            [200, 200]
+        );
+    });
+}
+
+#[test]
+fn websocket_key_must_be_16_bytes_of_base64() {
+    let server = start_server(&[]);
+    let port = server.addr.port();
+    run(async {
+        let upgrade = |key: &str| {
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: localhost:{port}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+        };
+        for key in [
+            "Sec-WebSocket-Key: \r\n",
+            "Sec-WebSocket-Key: x\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ===\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQAA\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j!!==\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZSE=\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZSEh\r\n",
+            "",
+        ] {
+            let (status, _) = server.head(&upgrade(key)).await;
+            assert_eq!(status, 400, "{key:?}");
+        }
+        let (status, _) = server
+            .head(&upgrade("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"))
+            .await;
+        assert_eq!(status, 101);
+    });
+}
+
+#[test]
+fn hidden_files_and_folders_are_never_served() {
+    let site = Site::new();
+    let www = std::path::PathBuf::from(site.www());
+    std::fs::create_dir_all(www.join(".git")).unwrap();
+    std::fs::create_dir_all(www.join(".well-known")).unwrap();
+    std::fs::write(www.join(".env"), "KEY=secret").unwrap();
+    std::fs::write(www.join(".git/config"), "[core]").unwrap();
+    std::fs::write(www.join(".git/index.html"), "git").unwrap();
+    std::fs::write(www.join(".well-known/x.txt"), "x").unwrap();
+    std::fs::write(www.join("sub/.hidden"), "hidden").unwrap();
+    std::os::unix::fs::symlink(www.join(".env"), www.join("env.txt")).unwrap();
+    std::os::unix::fs::symlink(www.join(".git"), www.join("git")).unwrap();
+    let server = start_server(&["--www", &site.www()]);
+    run(async {
+        for path in [
+            "/.env",
+            "/%2eenv",
+            "/.git/config",
+            "/.git/",
+            "/.git",
+            "/.well-known/x.txt",
+            "/sub/.hidden",
+            "/sub/%2Ehidden",
+            "/env.txt",
+            "/git/config",
+            "/git/",
+        ] {
+            let (status, _, body) = server.get(path).await;
+            assert_eq!(status, 404, "{path}: {}", String::from_utf8_lossy(&body));
+        }
+        let (status, _, body) = server.get("/notes.txt").await;
+        assert_eq!((status, body.as_slice()), (200, &b"hi"[..]));
+    });
+}
+
+#[test]
+fn large_www_files_are_streamed_whole() {
+    let site = Site::new();
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    std::fs::write(Path::new(&site.www()).join("big.bin"), &big).unwrap();
+    let server = start_server(&["--www", &site.www()]);
+    run(async {
+        let (status, head, body) = server.get("/big.bin").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            header(&head, "content-length"),
+            Some(big.len().to_string().as_str())
+        );
+        assert!(body == big, "{} bytes arrived", body.len());
+    });
+}
+
+#[test]
+fn a_client_that_never_reads_is_cut_after_the_write_timeout() {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+    let site = Site::new();
+    let big = vec![b'x'; 64 * 1024 * 1024];
+    std::fs::write(Path::new(&site.www()).join("big.bin"), &big).unwrap();
+    let server = start_server(&["--www", &site.www()]);
+    let port = server.addr.port();
+    run(async {
+        let mut tls = server.tls().await;
+        let since = std::time::Instant::now();
+        tls.write_all(get_request("/big.bin", port).as_bytes())
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        // Read nothing: the server gives up on the write, not the other clients.
+        let needle = "GET /big.bin: not written within";
+        while !server.log().contains(needle) {
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(30),
+                "the write never timed out"
+            );
+            let (status, _, _) = server.get("/notes.txt").await;
+            assert_eq!(status, 200);
+            smol::Timer::after(std::time::Duration::from_millis(500)).await;
+        }
+        let took = since.elapsed();
+        assert!(
+            took >= std::time::Duration::from_secs(9),
+            "cut after {took:?}"
+        );
+        let mut raw = Vec::new();
+        let _ = tls
+            .read_to_end(&mut raw)
+            .or(async {
+                smol::Timer::after(patience()).await;
+                Err(std::io::ErrorKind::TimedOut.into())
+            })
+            .await;
+        assert!(raw.len() < big.len(), "{} bytes arrived", raw.len());
+    });
+}

@@ -525,7 +525,9 @@ fn presence_that_does_not_fit_is_resent_whole_and_nobody_is_cut() {
 #[test]
 fn a_registration_storm_cuts_no_one_and_every_list_converges() {
     const N: usize = 24;
-    let server = start_server(&["--outbox", "4", "--max-peers", &N.to_string()]);
+    let n = N.to_string();
+    // All N connect from 127.0.0.1 before any registers.
+    let server = start_server(&["--outbox", "4", "--max-peers", &n, "--max-per-ip", &n]);
     run(async {
         // Everyone connected first, then every register sent at once, as after a restart.
         let mut clients = Vec::new();
