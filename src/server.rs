@@ -147,6 +147,10 @@ pub async fn run<'ex>(
     plain: Option<TcpListener>,
 ) {
     let https_port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
+    cap_kernel_buffers(&listener);
+    if let Some(plain) = &plain {
+        cap_kernel_buffers(plain);
+    }
     if let Some(plain) = plain {
         ex.spawn(plain_loop(ex, shared.clone(), plain, https_port))
             .detach();
@@ -160,6 +164,22 @@ pub async fn run<'ex>(
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while shared.websockets() > 0 && Instant::now() < deadline {
         Timer::after(Duration::from_millis(10)).await;
+    }
+}
+
+/// Kernel socket buffer per direction, set on the listeners so every accepted socket
+/// inherits it. The kernel doubles the figure for its bookkeeping and charges both
+/// directions to the service's cgroup (`MemoryMax`); left alone, Linux grows them up to
+/// `tcp_wmem`/`tcp_rmem` (4 and 6 MiB by default) for a client that stops reading, or
+/// one the server stops reading from, so they would dwarf every other budget.
+pub const SOCKET_BUFFER: usize = 16 * 1024;
+
+fn cap_kernel_buffers(listener: &TcpListener) {
+    use rustix::net::sockopt;
+    let set = sockopt::set_socket_send_buffer_size(listener, SOCKET_BUFFER)
+        .and_then(|()| sockopt::set_socket_recv_buffer_size(listener, SOCKET_BUFFER));
+    if let Err(e) = set {
+        log::warn!("socket buffers left at the kernel's defaults: {e}");
     }
 }
 
