@@ -747,96 +747,6 @@ async function updateWakeLock() {
 }
 document.addEventListener('visibilitychange', updateWakeLock);
 
-// ---------------------------------------------------------------- test hooks
-// Views for the end-to-end test; apart from restartIce() they change nothing.
-
-function candidateView(c) {
-  return c ? { address: c.address || c.ip || '', port: c.port, type: c.candidateType, protocol: c.protocol } : null;
-}
-
-window.intercomTest = {
-  state: () => S.screen,
-  connection: () => sig.state,
-  registrations: () => sig.registrations,
-  sockets: () => [sig.ws, sig.candidate].filter((w) => w && w.readyState <= 1).length,
-  me: () => S.me,
-  partner: () => S.partner,
-  peers: () => Object.fromEntries(S.peers),
-  notice: () => S.notice,
-  /** The line saying auto-answer needs an access key, if the current screen shows it. */
-  autoAnswerNote: () => {
-    const el = document.querySelector(`#screen-${S.screen} .aa-note`);
-    return el && !el.hidden ? el.textContent : null;
-  },
-  tone: () => sound.current(),
-  soundUnlocked: () => sound.isUnlocked(),
-  banner: () => ($('banner').hidden ? null : $('banner-text').textContent),
-  focused: () => (document.activeElement ? document.activeElement.id || null : null),
-  pcState: () => (S.call ? S.call.pc.connectionState : null),
-  iceState: () => (S.call ? S.call.pc.iceConnectionState : null),
-  mediaNote: () => ($('media-note').hidden ? null : $('media-note').dataset.key),
-  /** Whether our microphone / camera tracks are sending (enabled). */
-  localTracks: () => {
-    const s = S.media && S.media.stream;
-    const on = (kind) => !!s && s.getTracks().some((tr) => tr.kind === kind && tr.enabled && tr.readyState === 'live');
-    return { audio: on('audio'), video: on('video') };
-  },
-  /** What the partner last told us about its microphone and camera. */
-  remoteMedia: () => (S.call ? { ...S.call.remoteMedia, showing: remoteHasVideo() } : null),
-  /** The ICE username fragment in use, to see that an ICE restart happened. */
-  iceUfrag: () => {
-    const sdp = S.call && S.call.pc.localDescription && S.call.pc.localDescription.sdp;
-    const m = sdp && /a=ice-ufrag:(\S+)/.exec(sdp);
-    return m ? m[1] : null;
-  },
-  signalingState: () => (S.call ? S.call.pc.signalingState : null),
-  /** The one action hook: restart ICE as if the network path had failed. */
-  restartIce: () => S.call && S.call.restartIce(),
-  remoteVideo: () => {
-    const v = $('remote-video');
-    return { videoWidth: v.videoWidth, videoHeight: v.videoHeight, currentTime: v.currentTime, paused: v.paused };
-  },
-  /** Mean colour of the remote picture, to tell whose camera it shows. */
-  remoteColor: () => {
-    const v = $('remote-video');
-    if (!v.videoWidth) return null;
-    const c = document.createElement('canvas');
-    c.width = 32;
-    c.height = 24;
-    const g = c.getContext('2d');
-    g.drawImage(v, 0, 0, 32, 24);
-    const d = g.getImageData(0, 0, 32, 24).data;
-    const sum = [0, 0, 0];
-    for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
-    return sum.map((x) => Math.round(x / (d.length / 4)));
-  },
-  stats: async () => {
-    if (!S.call) return null;
-    const report = await S.call.pc.getStats();
-    const out = { inbound: {}, outbound: {}, pair: null };
-    const byId = new Map();
-    report.forEach((r) => byId.set(r.id, r));
-    let pairId = null;
-    report.forEach((r) => {
-      if (r.type === 'inbound-rtp') out.inbound[r.kind] = (out.inbound[r.kind] || 0) + (r.bytesReceived || 0);
-      if (r.type === 'outbound-rtp') out.outbound[r.kind] = (out.outbound[r.kind] || 0) + (r.bytesSent || 0);
-      if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
-    });
-    if (!pairId) report.forEach((r) => {
-      if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pairId = r.id;
-    });
-    const pair = pairId && byId.get(pairId);
-    if (pair) {
-      out.pair = {
-        state: pair.state,
-        local: candidateView(byId.get(pair.localCandidateId)),
-        remote: candidateView(byId.get(pair.remoteCandidateId)),
-      };
-    }
-    return out;
-  },
-};
-
 // ---------------------------------------------------------------- start
 
 function boot() {
@@ -859,3 +769,8 @@ function boot() {
 }
 
 boot();
+
+// The end-to-end tests set this flag before the page loads (tests/e2e/harness.mjs).
+if (window.intercomTestHooks === true) {
+  import('./testhooks.js').then((m) => m.install({ S, sig, remoteHasVideo }));
+}
