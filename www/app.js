@@ -1,5 +1,5 @@
 // The intercom page: screens, presence, the call flow and kiosk behaviour.
-// Talks to intercomd through signaling.js and to the other tablet through call.js.
+// Talks to intercomd through signaling.js and to the other tablet through link.js.
 //
 // URL parameters (for a wall tablet's bookmark):
 //   name=door      preset this device's name
@@ -13,7 +13,7 @@
 
 import { t, pickLang, setLang, translateDom } from './i18n.js';
 import { Signaling } from './signaling.js';
-import { Call } from './call.js';
+import { Link } from './link.js';
 import { getLocalMedia, stopStream } from './media.js';
 import * as sound from './sound.js';
 
@@ -64,7 +64,7 @@ const S = {
   me: null,
   peers: new Map(), // name -> 'online' | 'busy'
   partner: null,
-  call: null, // Call
+  call: null, // Link
   media: null, // result of getLocalMedia()
   mediaPromise: null,
   callStarted: 0,
@@ -478,8 +478,7 @@ function beginMedia(media, role) {
   for (const tr of media.stream.getAudioTracks()) tr.enabled = S.micOn;
   $('local-video').srcObject = media.video ? media.stream : null;
   const partner = S.partner;
-  const call = new Call({
-    peer: partner,
+  const call = new Link({
     role,
     iceServers: S.iceServers,
     local: media,
@@ -489,7 +488,7 @@ function beginMedia(media, role) {
   const remote = $('remote-video');
   remote.srcObject = call.remoteStream;
   call.on('state', () => {
-    if (call.phase === 'connected' && !S.callStarted) {
+    if (call.status === 'connected' && !S.callStarted) {
       S.callStarted = Date.now();
       sound.blip();
     }
@@ -556,7 +555,7 @@ function renderCall() {
   if (S.screen !== 'call') return;
   const call = S.call;
   const name = S.partner || '';
-  const phase = call ? call.phase : 'connecting';
+  const phase = call ? call.status : 'connecting';
   const status = $('call-status');
   status.textContent = phase === 'connected' ? '' : phase === 'restoring' ? t('restoring') : t('connectingMedia');
   document.body.dataset.callPhase = phase;

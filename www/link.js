@@ -1,5 +1,5 @@
-// One call's RTCPeerConnection: perfect negotiation over the server's `signal`
-// relay, trickle ICE, ICE restart when the media path breaks, and teardown.
+// The RTCPeerConnection of a call (call.js): perfect negotiation over the server's
+// `signal` relay, trickle ICE, ICE restart when the media path breaks, and teardown.
 //
 // Roles: the caller creates the first offer once the callee has accepted (the
 // server relays `signal` only inside an accepted call). The callee is the polite
@@ -16,10 +16,9 @@ import { Emitter } from './emitter.js';
 const RESTART_AFTER_DISCONNECT_MS = 2500;
 const GIVE_UP_MS = 30000;
 
-export class Call extends Emitter {
-  constructor({ peer, role, iceServers, local, send }) {
+export class Link extends Emitter {
+  constructor({ role, iceServers, local, send }) {
     super();
-    this.peer = peer;
     this.role = role;
     this.polite = role === 'callee';
     this.local = local; // { stream, audio, video }
@@ -218,7 +217,7 @@ export class Call extends Emitter {
   }
 
   /** 'connecting' | 'connected' | 'restoring' */
-  get phase() {
+  get status() {
     const ice = this.pc.iceConnectionState;
     if (ice === 'connected' || ice === 'completed') return 'connected';
     return this.everConnected ? 'restoring' : 'connecting';
