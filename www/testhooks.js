@@ -50,10 +50,9 @@ async function stats(pc) {
   return out;
 }
 
-/** `S`, `sig` and `remoteHasVideo()` are app.js's own. */
-export function install({ S, sig, remoteHasVideo }) {
-  const screen = () => S.screen;
-  const link = () => S.call;
+/** `S`, `sig`, `screen()` and `remoteHasVideo()` are app.js's own. */
+export function install({ S, sig, screen, remoteHasVideo }) {
+  const link = () => (S.call && S.call.link) || null;
   const pc = () => (link() ? link().pc : null);
   const ofPc = (field) => () => (pc() ? pc()[field] : null);
   window.intercomTest = {
@@ -62,7 +61,7 @@ export function install({ S, sig, remoteHasVideo }) {
     registrations: () => sig.registrations,
     sockets: () => [sig.ws, sig.candidate].filter((w) => w && w.readyState <= 1).length,
     me: () => S.me,
-    partner: () => S.partner,
+    partner: () => (S.call ? S.call.partner : null),
     peers: () => Object.fromEntries(S.peers),
     notice: () => S.notice,
     /** The line saying auto-answer needs an access key, if the current screen shows it. */
@@ -80,7 +79,7 @@ export function install({ S, sig, remoteHasVideo }) {
     mediaNote: () => ($('media-note').hidden ? null : $('media-note').dataset.key),
     /** Whether our microphone / camera tracks are sending (enabled). */
     localTracks: () => {
-      const s = S.media && S.media.stream;
+      const s = S.call && S.call.media && S.call.media.stream;
       const on = (kind) => !!s && s.getTracks().some((tr) => tr.kind === kind && tr.enabled && tr.readyState === 'live');
       return { audio: on('audio'), video: on('video') };
     },
