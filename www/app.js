@@ -472,7 +472,7 @@ function enterCallScreen(call) {
 function connectMedia(call, media) {
   call.connect(media, {
     iceServers: S.iceServers,
-    on: { audio: !pttMode(), video: cameraAtStart() },
+    sending: { audio: !pttMode(), video: cameraAtStart() },
     send: (data) => sig.send({ type: 'signal', to: call.partner, data }),
   });
   $('local-video').srcObject = media.video ? media.stream : null;

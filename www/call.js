@@ -65,15 +65,15 @@ export class Call extends Emitter {
   }
 
   /** Starts the peer connection with `media` (from localMedia()); `send` relays a
-   *  signal payload to the partner. `on` says which of our tracks start enabled. */
-  connect(media, { iceServers, send, on }) {
+   *  signal payload to the partner; `sending` says which of our tracks start enabled. */
+  connect(media, { iceServers, send, sending }) {
     this.media = media;
-    this.sending = { audio: media.audio && on.audio, video: media.video && on.video };
+    this.sending = { audio: media.audio && sending.audio, video: media.video && sending.video };
     for (const tr of media.stream.getTracks()) tr.enabled = this.sending[tr.kind] === true;
     const link = new Link({ role: this.role, iceServers, local: media, send });
     this.link = link;
     link.on('state', () => {
-      if (link.status === 'connected' && !this.startedAt) {
+      if (link.status === 'connected' && this.phase === 'connecting') {
         this.startedAt = Date.now();
         this.setPhase('in-call');
       }
