@@ -1,5 +1,6 @@
 // The intercom page: screens, presence, the call flow and kiosk behaviour.
-// Talks to intercomd through signaling.js and to the other tablet through call.js.
+// Talks to intercomd through signaling.js; the call in progress is one Call (call.js),
+// and the screen shown follows its phase.
 //
 // URL parameters (for a wall tablet's bookmark):
 //   name=door      preset this device's name
@@ -14,7 +15,6 @@
 import { t, pickLang, setLang, translateDom } from './i18n.js';
 import { Signaling } from './signaling.js';
 import { Call } from './call.js';
-import { getLocalMedia, stopStream } from './media.js';
 import * as sound from './sound.js';
 
 const $ = (id) => document.getElementById(id);
@@ -58,28 +58,17 @@ const kiosk = params.has('name') || flag('autoanswer') || flag('kiosk');
 const autoAnswer = flag('autoanswer');
 if (params.has('key')) store.set(KEY_KEY, params.get('key'));
 
-/** Everything the screens show, in one place. */
+/** Everything the screens show, in one place; all of one call is in `call`. */
 const S = {
-  screen: 'boot',
+  view: 'boot', // the screen when there is no call
   me: null,
   peers: new Map(), // name -> 'online' | 'busy'
-  partner: null,
-  call: null, // Call
-  media: null, // result of getLocalMedia()
-  mediaPromise: null,
-  callStarted: 0,
+  call: null, // Call, until it ends
   notice: null, // {key, text}
-  micOn: true,
-  camOn: true,
-  pttHeld: false,
   editingFromList: false,
   iceServers: [],
   keyed: false, // the appliance requires an access key (from `registered`)
-  autoAnswerTimer: null,
   noticeTimer: null,
-  timerInterval: null,
-  remoteBlocked: false,
-  pendingSignals: [], // signal payloads that arrived before the call object
   queuedHangup: null, // a hangup to send once the socket is back
 };
 
@@ -92,12 +81,31 @@ const cameraAtStart = () => !(flagOff('audio') || flagOff('video')) && store.get
 
 // ---------------------------------------------------------------- screens
 
-function show(screen) {
-  S.screen = screen;
-  const titles = { incoming: 'incomingFrom', call: 'inCallWith' };
-  document.title = titles[screen] && S.partner ? `${t(titles[screen], { name: S.partner })} · ${t('appName')}` : t('appName');
-  for (const el of document.querySelectorAll('.screen')) el.hidden = el.id !== `screen-${screen}`;
-  document.body.dataset.screen = screen;
+const CALL_SCREENS = new Map([['ringing-out', 'outgoing'], ['ringing-in', 'incoming'], ['connecting', 'call'], ['in-call', 'call']]);
+const TITLES = new Map([['incoming', 'incomingFrom'], ['call', 'inCallWith']]);
+
+/** The screen follows the call's phase while there is a call, else the page's view. */
+function screen() {
+  return S.call ? CALL_SCREENS.get(S.call.phase) : S.view;
+}
+
+/** Whether `call` is still the call in progress: a step that resumes after an
+ *  await stops here when its call has ended (and maybe another has begun). */
+function current(call) {
+  return call === S.call && !call.ended;
+}
+
+function show(view) {
+  S.view = view;
+  render();
+}
+
+function render() {
+  const now = screen();
+  const title = TITLES.get(now);
+  document.title = title && S.call ? `${t(title, { name: S.call.partner })} · ${t('appName')}` : t('appName');
+  for (const el of document.querySelectorAll('.screen')) el.hidden = el.id !== `screen-${now}`;
+  document.body.dataset.screen = now;
   updateWakeLock();
   updateSoundGate();
 }
@@ -190,7 +198,7 @@ function renderNotice() {
 
 function renderBanner() {
   const st = sig.state;
-  const visible = st === 'reconnecting' || (st === 'connecting' && S.screen !== 'boot' && S.screen !== 'setup');
+  const visible = st === 'reconnecting' || (st === 'connecting' && screen() !== 'boot' && screen() !== 'setup');
   const banner = $('banner');
   banner.hidden = !visible;
   document.body.classList.toggle('has-banner', visible);
@@ -283,9 +291,9 @@ $('settings-name').addEventListener('click', () => {
 sig.on('state', () => {
   // A first connection that keeps failing: show the list (with the banner and
   // the settings button) rather than an endless "Connecting…".
-  if (S.screen === 'boot' && (sig.lastError || sig.attempt > 1)) show('list');
+  if (screen() === 'boot' && (sig.lastError || sig.attempt > 1)) show('list');
   renderBanner();
-  if (S.screen === 'list') renderList();
+  if (screen() === 'list') renderList();
 });
 
 /** Replace the whole list (from `registered`, or `peers` after dropped updates). */
@@ -311,22 +319,21 @@ sig.on('registered', (msg) => {
   setRoster(msg.peers);
   // After a reconnect the server either kept our call (the token carried it
   // over, so the partner is still busy) or it restarted and forgot it.
-  if (S.partner && S.peers.get(S.partner) !== 'busy') {
-    endCall(S.screen === 'incoming' ? 'missed' : 'callLostServer', S.partner);
-  }
-  if (S.screen === 'boot' || S.screen === 'setup') show('list');
+  const call = S.call;
+  if (call && S.peers.get(call.partner) !== 'busy') endCall(call, call.phase === 'ringing-in' ? 'missed' : 'callLostServer');
+  if (screen() === 'boot' || screen() === 'setup') show('list');
   renderList();
   renderBanner();
 });
 
 sig.on('fatal', (code) => {
   const key = FATAL_KEYS.get(code) || 'nameInvalid';
-  if (S.partner) endCall(null, null);
+  if (S.call) endCall(S.call, null);
   showSetup(key);
 });
 
 sig.on('replaced', () => {
-  if (S.partner) endCall(null, null, { silent: true });
+  if (S.call) endCall(S.call, null, { silent: true });
   $('message-text').textContent = t('replaced');
   $('message-action').textContent = t('useHere');
   show('message');
@@ -337,29 +344,30 @@ $('banner-retry').addEventListener('click', () => sig.reconnectNow());
 $('notice-close').addEventListener('click', () => setNotice(null));
 
 sig.on('message', (msg) => {
+  const call = S.call;
+  const fromPartner = !!call && msg.from === call.partner;
   switch (msg.type) {
     case 'peer':
       if (typeof msg.name !== 'string' || msg.name === S.me) break;
       if (msg.status === 'offline') S.peers.delete(msg.name);
       else S.peers.set(msg.name, msg.status === 'busy' ? 'busy' : 'online');
-      if (S.screen === 'list') renderList();
+      if (screen() === 'list') renderList();
       break;
     case 'peers':
       setRoster(msg.peers);
-      if (S.screen === 'list') renderList();
+      if (screen() === 'list') renderList();
       break;
     case 'call':
       onIncoming(msg.from);
       break;
     case 'accept':
-      if (msg.from === S.partner && S.screen === 'outgoing') onAccepted();
+      if (fromPartner && call.phase === 'ringing-out') onAccepted(call);
       break;
     case 'hangup':
-      if (msg.from === S.partner) onRemoteHangup(msg.reason);
+      if (fromPartner) onRemoteHangup(call, msg.reason);
       break;
     case 'signal':
-      if (msg.from === S.partner && S.call) S.call.handle(msg.data);
-      else if (msg.from === S.partner) S.pendingSignals.push(msg.data);
+      if (fromPartner) call.signal(msg.data);
       break;
     default:
       break;
@@ -368,178 +376,141 @@ sig.on('message', (msg) => {
 
 // ---------------------------------------------------------------- calling
 
+/** Makes `partner`'s call the current one and lets its events drive the screens. */
+function beginCall(partner, phase) {
+  const call = new Call(partner, phase);
+  S.call = call;
+  call.on('phase', () => {
+    render();
+    if (call.phase === 'in-call') sound.blip();
+    renderCall();
+  });
+  call.on('media', renderCall);
+  call.on('remote', () => {
+    playRemote(call);
+    renderCall();
+  });
+  call.on('failed', () => hangUp(call, 'failed', 'mediaFailed'));
+  return call;
+}
+
 function startCall(name) {
-  if (S.screen !== 'list' || S.partner || sig.state !== 'registered') return;
+  if (screen() !== 'list' || S.call || sig.state !== 'registered') return;
   if (S.peers.get(name) === 'busy') {
     setNotice('isBusy', name);
     return;
   }
   sound.unlock();
   setNotice(null);
-  S.partner = name;
-  S.pendingSignals = [];
+  const call = beginCall(name, 'ringing-out');
   avatar($('out-avatar'), name);
   $('out-name').textContent = name;
   $('out-hint').textContent = t('ringingHint', { name });
-  show('outgoing');
+  render();
   $('out-cancel').focus();
   sound.ringback();
-  S.mediaPromise = getLocalMedia();
+  call.localMedia();
   sig.request({ type: 'call', to: name }).catch((err) => {
-    if (S.partner !== name || S.screen !== 'outgoing') return;
-    endCall(CALL_ERROR_KEYS.get(err.code) || 'mediaFailed', name);
+    if (current(call) && call.phase === 'ringing-out') endCall(call, CALL_ERROR_KEYS.get(err.code) || 'mediaFailed');
   });
 }
 
-$('out-cancel').addEventListener('click', () => {
-  if (!S.partner) return;
-  sendHangup('cancel');
-  endCall(null, null);
-});
-
-async function onAccepted() {
-  const partner = S.partner;
+async function onAccepted(call) {
   sound.stop();
-  enterCallScreen();
-  const media = await S.mediaPromise;
-  if (S.partner !== partner || S.screen !== 'call') {
-    stopStream(media.stream);
-    return;
-  }
-  beginMedia(media, 'caller');
+  enterCallScreen(call);
+  const media = await call.localMedia();
+  if (current(call)) connectMedia(call, media);
 }
 
 function onIncoming(from) {
   if (typeof from !== 'string') return;
-  if (S.partner || ['outgoing', 'incoming', 'call', 'message'].includes(S.screen)) {
+  if (S.call || S.view === 'message') {
     sig.send({ type: 'hangup', to: from, reason: 'busy' });
     return;
   }
-  S.partner = from;
-  S.pendingSignals = [];
+  const call = beginCall(from, 'ringing-in');
   avatar($('in-avatar'), from);
   $('in-name').textContent = t('incomingFrom', { name: from });
-  show('incoming');
+  render();
   $('in-accept').focus();
   sound.ring();
-  if (autoAnswer && S.keyed) {
-    S.autoAnswerTimer = setTimeout(() => {
-      if (S.partner === from && S.screen === 'incoming') acceptCall();
-    }, AUTOANSWER_MS);
-  }
+  if (autoAnswer && S.keyed) call.after(AUTOANSWER_MS, acceptCall);
 }
 
 async function acceptCall() {
-  if (S.screen !== 'incoming' || !S.partner) return;
-  const partner = S.partner;
-  clearTimeout(S.autoAnswerTimer);
+  const call = S.call;
+  if (!call || call.phase !== 'ringing-in') return;
   sound.stop();
   sound.unlock();
-  enterCallScreen();
-  const media = await getLocalMedia();
-  if (S.partner !== partner || S.screen !== 'call') {
-    stopStream(media.stream);
-    return;
-  }
-  beginMedia(media, 'callee');
+  enterCallScreen(call);
+  const media = await call.localMedia();
+  if (!current(call)) return;
+  connectMedia(call, media);
   try {
-    await sig.request({ type: 'accept', to: partner });
+    await sig.request({ type: 'accept', to: call.partner });
   } catch (err) {
-    if (S.partner === partner) endCall(err.code === 'no_call' ? 'missed' : 'mediaFailed', partner);
+    if (current(call)) endCall(call, err.code === 'no_call' ? 'missed' : 'mediaFailed');
   }
 }
 
 $('in-accept').addEventListener('click', acceptCall);
-$('in-decline').addEventListener('click', () => {
-  if (!S.partner) return;
-  sendHangup('declined');
-  endCall(null, null);
-});
+$('in-decline').addEventListener('click', () => hangUp(S.call, 'declined'));
+$('out-cancel').addEventListener('click', () => hangUp(S.call, 'cancel'));
+$('btn-hangup').addEventListener('click', () => hangUp(S.call, 'ended'));
 
-function enterCallScreen() {
-  const name = S.partner;
-  S.callStarted = 0;
-  $('call-name').textContent = name;
-  avatar($('call-avatar'), name);
+function enterCallScreen(call) {
+  $('call-name').textContent = call.partner;
+  avatar($('call-avatar'), call.partner);
   $('call-timer').textContent = '00:00';
   $('remote-video').srcObject = null;
   $('local-video').srcObject = null;
   $('media-note').hidden = true;
-  show('call');
-  renderCall();
+  call.setPhase('connecting');
   $('btn-hangup').focus();
 }
 
-function beginMedia(media, role) {
-  S.media = media;
-  S.camOn = media.video && cameraAtStart();
-  S.micOn = media.audio && !pttMode();
-  for (const tr of media.stream.getVideoTracks()) tr.enabled = S.camOn;
-  for (const tr of media.stream.getAudioTracks()) tr.enabled = S.micOn;
-  $('local-video').srcObject = media.video ? media.stream : null;
-  const partner = S.partner;
-  const call = new Call({
-    peer: partner,
-    role,
+function connectMedia(call, media) {
+  call.connect(media, {
     iceServers: S.iceServers,
-    local: media,
-    send: (data) => sig.send({ type: 'signal', to: partner, data }),
+    sending: { audio: !pttMode(), video: cameraAtStart() },
+    send: (data) => sig.send({ type: 'signal', to: call.partner, data }),
   });
-  S.call = call;
-  const remote = $('remote-video');
-  remote.srcObject = call.remoteStream;
-  call.on('state', () => {
-    if (call.phase === 'connected' && !S.callStarted) {
-      S.callStarted = Date.now();
-      sound.blip();
-    }
-    renderCall();
-  });
-  call.on('remote', () => {
-    playRemote();
-    renderCall();
-  });
-  call.on('failed', () => {
-    if (S.call !== call) return;
-    sendHangup('failed');
-    endCall('mediaFailed', partner);
-  });
-  for (const data of S.pendingSignals || []) call.handle(data);
-  S.pendingSignals = [];
-  clearInterval(S.timerInterval);
-  S.timerInterval = setInterval(renderTimer, 1000);
+  $('local-video').srcObject = media.video ? media.stream : null;
+  $('remote-video').srcObject = call.link.remoteStream;
+  call.every(1000, renderTimer);
   renderCall();
 }
 
-function playRemote() {
+function playRemote(call) {
   const v = $('remote-video');
   if (!v.srcObject) return;
   const p = v.play();
   if (p && p.catch) {
-    p.then(() => {
-      if (S.remoteBlocked) {
-        S.remoteBlocked = false;
-        updateSoundGate();
-      }
-    }).catch((err) => {
-      if (err && err.name === 'NotAllowedError') {
+    p.then(() => setRemoteBlocked(call, false)).catch((err) => {
+      if (err && err.name === 'NotAllowedError' && current(call)) {
         // No gesture yet: show the picture muted and ask for one tap.
         v.muted = true;
         v.play().catch(() => {});
-        S.remoteBlocked = true;
-        updateSoundGate();
+        setRemoteBlocked(call, true);
       }
     });
   }
 }
 
+function setRemoteBlocked(call, blocked) {
+  if (!current(call) || call.remoteBlocked === blocked) return;
+  call.remoteBlocked = blocked;
+  updateSoundGate();
+}
+
 function renderTimer() {
   const el = $('call-timer');
-  if (!S.callStarted) {
+  const started = S.call ? S.call.startedAt : 0;
+  if (!started) {
     el.textContent = '00:00';
     return;
   }
-  const s = Math.floor((Date.now() - S.callStarted) / 1000);
+  const s = Math.floor((Date.now() - started) / 1000);
   const hh = Math.floor(s / 3600);
   const mm = String(Math.floor((s % 3600) / 60)).padStart(2, '0');
   const ss = String(s % 60).padStart(2, '0');
@@ -547,29 +518,29 @@ function renderTimer() {
 }
 
 function remoteHasVideo() {
-  const call = S.call;
-  if (!call || !call.remoteMedia.video) return false;
-  return call.remoteStream.getVideoTracks().some((tr) => tr.readyState === 'live' && !tr.muted);
+  const link = S.call && S.call.link;
+  if (!link || !link.remoteMedia.video) return false;
+  return link.remoteStream.getVideoTracks().some((tr) => tr.readyState === 'live' && !tr.muted);
 }
 
 function renderCall() {
-  if (S.screen !== 'call') return;
+  if (screen() !== 'call') return;
   const call = S.call;
-  const name = S.partner || '';
-  const phase = call ? call.phase : 'connecting';
-  const status = $('call-status');
-  status.textContent = phase === 'connected' ? '' : phase === 'restoring' ? t('restoring') : t('connectingMedia');
-  document.body.dataset.callPhase = phase;
+  const link = call.link;
+  const name = call.partner;
+  const status = link ? link.status : 'connecting';
+  $('call-status').textContent = status === 'connected' ? '' : status === 'restoring' ? t('restoring') : t('connectingMedia');
+  document.body.dataset.callPhase = status;
 
   const hasVideo = remoteHasVideo();
   $('remote-video').classList.toggle('is-off', !hasVideo);
   $('remote-placeholder').hidden = hasVideo;
-  $('remote-state').textContent = call && phase === 'connected' && !hasVideo ? t('remoteNoVideo', { name }) : '';
+  $('remote-state').textContent = link && status === 'connected' && !hasVideo ? t('remoteNoVideo', { name }) : '';
   const rm = $('remote-muted');
-  rm.hidden = !(call && !call.remoteMedia.audio);
+  rm.hidden = !(link && !link.remoteMedia.audio);
   rm.querySelector('span').textContent = t('remoteMuted', { name });
 
-  const media = S.media;
+  const media = call.media;
   const note = $('media-note');
   let noteKey = null;
   if (media && media.audioReason === 'insecure') noteKey = 'notSecure';
@@ -579,49 +550,46 @@ function renderCall() {
   note.dataset.key = noteKey || '';
   note.querySelector('span').textContent = noteKey ? t(noteKey, { name }) : '';
 
+  const micOn = call.sending.audio;
+  const camOn = call.sending.video;
   const ptt = pttMode() && media && media.audio;
   $('ptt').hidden = !ptt;
   document.body.classList.toggle('ptt-on', !!ptt);
-  $('ptt').classList.toggle('is-held', S.pttHeld);
-  $('ptt-label').textContent = S.pttHeld ? t('talking') : t('holdToTalk');
+  $('ptt').classList.toggle('is-held', call.pttHeld);
+  $('ptt-label').textContent = call.pttHeld ? t('talking') : t('holdToTalk');
   const mute = $('btn-mute');
   mute.parentElement.hidden = !!ptt;
   mute.disabled = !media || !media.audio;
-  mute.setAttribute('aria-pressed', String(!S.micOn));
-  mute.setAttribute('aria-label', S.micOn ? t('mute') : t('unmute'));
-  mute.querySelector('use').setAttribute('href', S.micOn ? '#i-mic' : '#i-mic-off');
-  $('btn-mute-label').textContent = S.micOn ? t('mute') : t('micOff');
+  mute.setAttribute('aria-pressed', String(!micOn));
+  mute.setAttribute('aria-label', micOn ? t('mute') : t('unmute'));
+  mute.querySelector('use').setAttribute('href', micOn ? '#i-mic' : '#i-mic-off');
+  $('btn-mute-label').textContent = micOn ? t('mute') : t('micOff');
   const cam = $('btn-cam');
   cam.disabled = !media || !media.video;
-  cam.setAttribute('aria-pressed', String(!!media && media.video && !S.camOn));
-  const camLabel = media && !media.video ? t('noCamera') : S.camOn ? t('cameraOff') : t('cameraOn');
+  cam.setAttribute('aria-pressed', String(!!media && media.video && !camOn));
+  const camLabel = media && !media.video ? t('noCamera') : camOn ? t('cameraOff') : t('cameraOn');
   cam.setAttribute('aria-label', camLabel);
-  cam.querySelector('use').setAttribute('href', S.camOn ? '#i-cam' : '#i-cam-off');
+  cam.querySelector('use').setAttribute('href', camOn ? '#i-cam' : '#i-cam-off');
   $('btn-cam-label').textContent = camLabel;
-  $('local-off').hidden = !!(media && media.video && S.camOn);
+  $('local-off').hidden = !!(media && media.video && camOn);
   document.querySelector('.local').hidden = !media || (!media.video && !media.audio);
   renderTimer();
 }
 
-$('btn-mute').addEventListener('click', () => {
-  if (!S.media || !S.media.audio) return;
-  S.micOn = !S.micOn;
-  if (S.call) S.call.setTrackEnabled('audio', S.micOn);
-  renderCall();
-});
-
-$('btn-cam').addEventListener('click', () => {
-  if (!S.media || !S.media.video) return;
-  S.camOn = !S.camOn;
-  if (S.call) S.call.setTrackEnabled('video', S.camOn);
-  renderCall();
-});
+for (const [id, kind] of [['btn-mute', 'audio'], ['btn-cam', 'video']]) {
+  $(id).addEventListener('click', () => {
+    const call = S.call;
+    if (!call || !call.media || !call.media[kind]) return;
+    call.setSending(kind, !call.sending[kind]);
+    renderCall();
+  });
+}
 
 function setTalking(on) {
-  if (!pttMode() || !S.media || S.pttHeld === on) return;
-  S.pttHeld = on;
-  S.micOn = on;
-  if (S.call) S.call.setTrackEnabled('audio', on);
+  const call = S.call;
+  if (!pttMode() || !call || !call.media || call.pttHeld === on) return;
+  call.pttHeld = on;
+  call.setSending('audio', on);
   renderCall();
 }
 const ptt = $('ptt');
@@ -642,50 +610,36 @@ ptt.addEventListener('keyup', (e) => {
 ptt.addEventListener('blur', () => setTalking(false));
 ptt.addEventListener('contextmenu', (e) => e.preventDefault());
 
-$('btn-hangup').addEventListener('click', () => {
-  if (!S.partner) return;
-  sendHangup('ended');
-  endCall(null, null);
-});
+/** We end `call` (cancel, decline, hang up, failed media): tell the partner, then end it here. */
+function hangUp(call, reason, noticeKey = null) {
+  if (!call) return;
+  sendHangup(call, reason);
+  endCall(call, noticeKey);
+}
 
 /** Tells the partner (through the server) that we hang up. Sent after the
  *  reconnect when the socket is down, so the server does not keep a call
  *  this page has already left. */
-function sendHangup(reason) {
-  const msg = { type: 'hangup', to: S.partner, reason };
+function sendHangup(call, reason) {
+  const msg = { type: 'hangup', to: call.partner, reason };
   if (!sig.send(msg)) S.queuedHangup = msg;
 }
 
-function onRemoteHangup(reason) {
-  const name = S.partner;
+function onRemoteHangup(call, reason) {
   let key;
-  if (S.screen === 'outgoing') {
-    key = OUTGOING_HANGUP_KEYS.get(reason) || 'declined';
-  } else if (S.screen === 'incoming') {
-    key = 'missed';
-  } else {
-    key = CALL_HANGUP_KEYS.get(reason) || 'callEnded';
-  }
-  endCall(key, name);
+  if (call.phase === 'ringing-out') key = OUTGOING_HANGUP_KEYS.get(reason) || 'declined';
+  else if (call.phase === 'ringing-in') key = 'missed';
+  else key = CALL_HANGUP_KEYS.get(reason) || 'callEnded';
+  endCall(call, key);
 }
 
-/** Tears the call down (media, timers, tones) and goes back to the list. */
-function endCall(noticeKey, name, { silent = false } = {}) {
-  const wasInCall = S.screen === 'call';
-  clearTimeout(S.autoAnswerTimer);
-  clearInterval(S.timerInterval);
+/** Ends `call` once (its end() stops media, link and timers), stops the tones and
+ *  goes back to the list with a notice; `silent` leaves the screen and plays no tone. */
+function endCall(call, noticeKey, { silent = false } = {}) {
+  const wasInCall = CALL_SCREENS.get(call.phase) === 'call';
+  if (!call.end()) return;
+  if (S.call === call) S.call = null;
   sound.stop();
-  if (S.call) S.call.close();
-  S.call = null;
-  if (S.media) stopStream(S.media.stream);
-  if (S.mediaPromise) S.mediaPromise.then((m) => stopStream(m.stream)); // still opening: close it when it does
-  S.media = null;
-  S.mediaPromise = null;
-  S.pendingSignals = [];
-  S.partner = null;
-  S.pttHeld = false;
-  S.callStarted = 0;
-  S.remoteBlocked = false;
   const remote = $('remote-video');
   remote.srcObject = null;
   remote.muted = false;
@@ -693,7 +647,7 @@ function endCall(noticeKey, name, { silent = false } = {}) {
   delete document.body.dataset.callPhase;
   document.body.classList.remove('ptt-on');
   if (wasInCall && !silent) sound.endTone();
-  setNotice(noticeKey, name);
+  setNotice(noticeKey, call.partner);
   if (!silent) {
     show('list');
     renderList();
@@ -704,21 +658,19 @@ function endCall(noticeKey, name, { silent = false } = {}) {
 // ---------------------------------------------------------------- kiosk: sound, wake lock
 
 function updateSoundGate() {
-  const needTap = (kiosk && !sound.isUnlocked()) || S.remoteBlocked;
-  $('sound-gate').hidden = !needTap || S.screen === 'setup';
+  const needTap = (kiosk && !sound.isUnlocked()) || (!!S.call && S.call.remoteBlocked);
+  $('sound-gate').hidden = !needTap || screen() === 'setup';
 }
 sound.onUnlockChange(updateSoundGate);
 
 function onGesture() {
   sound.unlock();
-  if (S.remoteBlocked) {
+  const call = S.call;
+  if (call && call.remoteBlocked) {
     const v = $('remote-video');
     v.muted = false;
     v.play()
-      .then(() => {
-        S.remoteBlocked = false;
-        updateSoundGate();
-      })
+      .then(() => setRemoteBlocked(call, false))
       .catch(() => {});
   }
 }
@@ -728,7 +680,7 @@ $('sound-gate').addEventListener('click', onGesture);
 
 let wakeLock = null;
 async function updateWakeLock() {
-  const want = (kiosk || S.screen === 'call') && document.visibilityState === 'visible';
+  const want = (kiosk || screen() === 'call') && document.visibilityState === 'visible';
   if (!('wakeLock' in navigator)) return;
   if (want && !wakeLock) {
     try {
@@ -746,96 +698,6 @@ async function updateWakeLock() {
   }
 }
 document.addEventListener('visibilitychange', updateWakeLock);
-
-// ---------------------------------------------------------------- test hooks
-// Views for the end-to-end test; apart from restartIce() they change nothing.
-
-function candidateView(c) {
-  return c ? { address: c.address || c.ip || '', port: c.port, type: c.candidateType, protocol: c.protocol } : null;
-}
-
-window.intercomTest = {
-  state: () => S.screen,
-  connection: () => sig.state,
-  registrations: () => sig.registrations,
-  sockets: () => [sig.ws, sig.candidate].filter((w) => w && w.readyState <= 1).length,
-  me: () => S.me,
-  partner: () => S.partner,
-  peers: () => Object.fromEntries(S.peers),
-  notice: () => S.notice,
-  /** The line saying auto-answer needs an access key, if the current screen shows it. */
-  autoAnswerNote: () => {
-    const el = document.querySelector(`#screen-${S.screen} .aa-note`);
-    return el && !el.hidden ? el.textContent : null;
-  },
-  tone: () => sound.current(),
-  soundUnlocked: () => sound.isUnlocked(),
-  banner: () => ($('banner').hidden ? null : $('banner-text').textContent),
-  focused: () => (document.activeElement ? document.activeElement.id || null : null),
-  pcState: () => (S.call ? S.call.pc.connectionState : null),
-  iceState: () => (S.call ? S.call.pc.iceConnectionState : null),
-  mediaNote: () => ($('media-note').hidden ? null : $('media-note').dataset.key),
-  /** Whether our microphone / camera tracks are sending (enabled). */
-  localTracks: () => {
-    const s = S.media && S.media.stream;
-    const on = (kind) => !!s && s.getTracks().some((tr) => tr.kind === kind && tr.enabled && tr.readyState === 'live');
-    return { audio: on('audio'), video: on('video') };
-  },
-  /** What the partner last told us about its microphone and camera. */
-  remoteMedia: () => (S.call ? { ...S.call.remoteMedia, showing: remoteHasVideo() } : null),
-  /** The ICE username fragment in use, to see that an ICE restart happened. */
-  iceUfrag: () => {
-    const sdp = S.call && S.call.pc.localDescription && S.call.pc.localDescription.sdp;
-    const m = sdp && /a=ice-ufrag:(\S+)/.exec(sdp);
-    return m ? m[1] : null;
-  },
-  signalingState: () => (S.call ? S.call.pc.signalingState : null),
-  /** The one action hook: restart ICE as if the network path had failed. */
-  restartIce: () => S.call && S.call.restartIce(),
-  remoteVideo: () => {
-    const v = $('remote-video');
-    return { videoWidth: v.videoWidth, videoHeight: v.videoHeight, currentTime: v.currentTime, paused: v.paused };
-  },
-  /** Mean colour of the remote picture, to tell whose camera it shows. */
-  remoteColor: () => {
-    const v = $('remote-video');
-    if (!v.videoWidth) return null;
-    const c = document.createElement('canvas');
-    c.width = 32;
-    c.height = 24;
-    const g = c.getContext('2d');
-    g.drawImage(v, 0, 0, 32, 24);
-    const d = g.getImageData(0, 0, 32, 24).data;
-    const sum = [0, 0, 0];
-    for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
-    return sum.map((x) => Math.round(x / (d.length / 4)));
-  },
-  stats: async () => {
-    if (!S.call) return null;
-    const report = await S.call.pc.getStats();
-    const out = { inbound: {}, outbound: {}, pair: null };
-    const byId = new Map();
-    report.forEach((r) => byId.set(r.id, r));
-    let pairId = null;
-    report.forEach((r) => {
-      if (r.type === 'inbound-rtp') out.inbound[r.kind] = (out.inbound[r.kind] || 0) + (r.bytesReceived || 0);
-      if (r.type === 'outbound-rtp') out.outbound[r.kind] = (out.outbound[r.kind] || 0) + (r.bytesSent || 0);
-      if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
-    });
-    if (!pairId) report.forEach((r) => {
-      if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pairId = r.id;
-    });
-    const pair = pairId && byId.get(pairId);
-    if (pair) {
-      out.pair = {
-        state: pair.state,
-        local: candidateView(byId.get(pair.localCandidateId)),
-        remote: candidateView(byId.get(pair.remoteCandidateId)),
-      };
-    }
-    return out;
-  },
-};
 
 // ---------------------------------------------------------------- start
 
@@ -859,3 +721,8 @@ function boot() {
 }
 
 boot();
+
+// The end-to-end tests set this flag before the page loads (tests/e2e/harness.mjs).
+if (window.intercomTestHooks === true) {
+  import('./testhooks.js').then((m) => m.install({ S, sig, screen, remoteHasVideo }));
+}

@@ -1,241 +1,112 @@
-// One call's RTCPeerConnection: perfect negotiation over the server's `signal`
-// relay, trickle ICE, ICE restart when the media path breaks, and teardown.
+// The call in progress, from the first ring to its end: who with, its phase, the
+// camera and microphone, the peer connection (link.js) and every timer it started.
+// end() tears all of that down exactly once; an ended call emits nothing and runs
+// no timer, so a step that awaited something only has to ask whether its call is
+// still the current one (app.js `current`).
 //
-// Roles: the caller creates the first offer once the callee has accepted (the
-// server relays `signal` only inside an accepted call). The callee is the polite
-// peer: on glare it rolls its own offer back, the caller ignores the callee's.
-// Both always negotiate one audio and one video transceiver, so a side without a
-// camera still receives the other's picture.
-//
-// Signal payloads: {description}, {candidate}, {media: {audio, video}}.
-// Events (on/emit): 'state' (any connection state change), 'remote' (remote tracks or
-// media flags changed), 'failed' (gave up on the media path).
+// Phases: 'ringing-out' (we call) or 'ringing-in' (we are called), then
+// 'connecting' once accepted, 'in-call' once media first connects, and 'ended'.
+// Events (on/emit): 'phase', 'media' (the link's state changed), 'remote' (remote
+// tracks or media flags changed), 'failed' (the link gave up on the media path).
 
 import { Emitter } from './emitter.js';
-
-const RESTART_AFTER_DISCONNECT_MS = 2500;
-const GIVE_UP_MS = 30000;
+import { Link } from './link.js';
+import { getLocalMedia, stopStream } from './media.js';
 
 export class Call extends Emitter {
-  constructor({ peer, role, iceServers, local, send }) {
+  constructor(partner, phase) {
     super();
-    this.peer = peer;
-    this.role = role;
-    this.polite = role === 'callee';
-    this.local = local; // { stream, audio, video }
-    this.sendSignal = send;
-    this.remoteStream = new MediaStream();
-    this.remoteMedia = { audio: true, video: true };
-    this.makingOffer = false;
-    this.ignoreOffer = false;
-    this.attached = false;
-    this.closed = false;
-    this.everConnected = false;
-    this.restarts = 0;
-    this.restartTimer = null;
-    this.giveUpTimer = null;
+    this.partner = partner;
+    this.phase = phase;
+    this.role = phase === 'ringing-in' ? 'callee' : 'caller';
+    this.mediaPromise = null;
+    this.media = null; // what getLocalMedia() gave, once the link uses it
+    this.link = null;
+    this.pendingSignals = []; // signal payloads that arrived before the link
+    this.startedAt = 0; // when media first connected
+    this.sending = { audio: true, video: true }; // our microphone and camera
+    this.pttHeld = false;
+    this.remoteBlocked = false; // autoplay refused the remote sound until a tap
+    this.timers = new Set();
+  }
 
-    let pc;
-    try {
-      pc = new RTCPeerConnection({ iceServers: Array.isArray(iceServers) ? iceServers : [] });
-    } catch (err) {
-      // A malformed --ice-servers entry: host candidates still work on one LAN.
-      console.warn('iceServers refused', err);
-      pc = new RTCPeerConnection();
-    }
-    this.pc = pc;
-    pc.onnegotiationneeded = () => this.negotiate();
-    pc.onicecandidate = ({ candidate }) => {
-      if (candidate) this.send({ candidate: candidate.toJSON() });
-    };
-    pc.ontrack = ({ track }) => {
-      if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
-      track.onmute = track.onunmute = track.onended = () => this.emit('remote');
-      this.emit('remote');
-    };
-    pc.oniceconnectionstatechange = () => this.onIceState();
-    pc.onconnectionstatechange = () => this.onIceState();
-    pc.onsignalingstatechange = () => this.emit('state');
-
-    if (role === 'caller') {
-      this.attachAsCaller();
-      this.armGiveUp();
-    }
+  get ended() {
+    return this.phase === 'ended';
   }
 
   emit(type) {
-    if (!this.closed) super.emit(type);
+    if (!this.ended) super.emit(type);
   }
 
-  send(data) {
-    if (!this.closed) this.sendSignal(data);
+  setPhase(phase) {
+    if (this.ended || this.phase === phase) return;
+    this.phase = phase;
+    this.emit('phase');
   }
 
-  attachAsCaller() {
-    const { stream } = this.local;
-    for (const kind of ['audio', 'video']) {
-      const track = stream.getTracks().find((t) => t.kind === kind);
-      if (track) this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
-      else this.pc.addTransceiver(kind, { direction: 'recvonly' });
-    }
-    this.attached = true;
+  /** Opens the camera and microphone on first use; the same promise after that. */
+  localMedia() {
+    if (!this.mediaPromise) this.mediaPromise = getLocalMedia();
+    return this.mediaPromise;
   }
 
-  /** After the caller's first offer: put our tracks on the transceivers it created. */
-  attachAsCallee() {
-    const { stream } = this.local;
-    for (const track of stream.getTracks()) {
-      const tr = this.pc
-        .getTransceivers()
-        .find((t) => !t.stopped && t.receiver.track.kind === track.kind && !t.sender.track);
-      if (tr) {
-        tr.sender.replaceTrack(track);
-        if (tr.sender.setStreams) tr.sender.setStreams(stream);
-        tr.direction = 'sendrecv';
-      } else {
-        this.pc.addTrack(track, stream);
+  /** Runs fn after ms, unless the call has ended by then. */
+  after(ms, fn) {
+    const id = setTimeout(() => {
+      this.timers.delete(id);
+      if (!this.ended) fn();
+    }, ms);
+    this.timers.add(id);
+  }
+
+  /** Runs fn every ms until the call ends. */
+  every(ms, fn) {
+    this.timers.add(setInterval(fn, ms));
+  }
+
+  /** Starts the peer connection with `media` (from localMedia()); `send` relays a
+   *  signal payload to the partner; `sending` says which of our tracks start enabled. */
+  connect(media, { iceServers, send, sending }) {
+    this.media = media;
+    this.sending = { audio: media.audio && sending.audio, video: media.video && sending.video };
+    for (const tr of media.stream.getTracks()) tr.enabled = this.sending[tr.kind] === true;
+    const link = new Link({ role: this.role, iceServers, local: media, send });
+    this.link = link;
+    link.on('state', () => {
+      if (link.status === 'connected' && this.phase === 'connecting') {
+        this.startedAt = Date.now();
+        this.setPhase('in-call');
       }
-    }
-    this.attached = true;
+      this.emit('media');
+    });
+    link.on('remote', () => this.emit('remote'));
+    link.on('failed', () => this.emit('failed'));
+    for (const data of this.pendingSignals) link.handle(data);
+    this.pendingSignals = [];
   }
 
-  /** setLocalDescription() without arguments picks offer or answer itself;
-   *  browsers before 2021 (Safari < 14.1) need it spelled out. */
-  async setLocal(options) {
-    const pc = this.pc;
-    if (!options) {
-      try {
-        await pc.setLocalDescription();
-        return;
-      } catch (err) {
-        if (!(err instanceof TypeError)) throw err;
-      }
-    }
-    const desc = pc.signalingState === 'have-remote-offer' ? await pc.createAnswer() : await pc.createOffer(options);
-    await pc.setLocalDescription(desc);
+  /** A `signal` payload from the partner: to the link, or kept until there is one. */
+  signal(data) {
+    if (this.link) this.link.handle(data);
+    else if (!this.ended) this.pendingSignals.push(data);
   }
 
-  async negotiate(iceRestart = false) {
-    if (this.closed) return;
-    try {
-      this.makingOffer = true;
-      await this.setLocal(iceRestart ? { iceRestart: true } : undefined);
-      this.send({ description: this.pc.localDescription.toJSON() });
-    } catch (err) {
-      console.warn('offer failed', err);
-    } finally {
-      this.makingOffer = false;
-    }
+  /** Turns our microphone ('audio') or camera ('video') on or off and tells the partner. */
+  setSending(kind, on) {
+    this.sending[kind] = on;
+    if (this.link) this.link.setTrackEnabled(kind, on);
   }
 
-  /** Handles one `signal` payload from the partner. */
-  async handle(data) {
-    if (this.closed || !data || typeof data !== 'object') return;
-    const pc = this.pc;
-    try {
-      if (data.description) {
-        const desc = data.description;
-        const collision = desc.type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
-        this.ignoreOffer = !this.polite && collision;
-        if (this.ignoreOffer) return;
-        // The polite side gives way. Newer browsers roll back by themselves;
-        // saying it explicitly keeps older ones out of an invalid state.
-        if (collision && pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
-        await pc.setRemoteDescription(desc);
-        if (desc.type === 'offer') {
-          if (!this.attached) {
-            this.attachAsCallee();
-            this.armGiveUp();
-          }
-          await this.setLocal();
-          this.send({ description: pc.localDescription.toJSON() });
-          this.sendMediaState();
-        }
-      } else if (data.candidate) {
-        try {
-          await pc.addIceCandidate(data.candidate);
-        } catch (err) {
-          if (!this.ignoreOffer) console.warn('candidate rejected', err);
-        }
-      } else if (data.media) {
-        this.remoteMedia = { audio: data.media.audio !== false, video: data.media.video !== false };
-        this.emit('remote');
-      }
-    } catch (err) {
-      console.warn('signal failed', err);
-    }
-  }
-
-  /** Tells the partner whether our microphone and camera are on. */
-  sendMediaState() {
-    const a = this.local.stream.getAudioTracks()[0];
-    const v = this.local.stream.getVideoTracks()[0];
-    this.send({ media: { audio: !!a && a.enabled, video: !!v && v.enabled } });
-  }
-
-  setTrackEnabled(kind, on) {
-    for (const track of this.local.stream.getTracks()) if (track.kind === kind) track.enabled = on;
-    this.sendMediaState();
-  }
-
-  onIceState() {
-    if (this.closed) return;
-    const ice = this.pc.iceConnectionState;
-    if (ice === 'connected' || ice === 'completed') {
-      clearTimeout(this.restartTimer);
-      clearTimeout(this.giveUpTimer);
-      this.restartTimer = this.giveUpTimer = null;
-      if (!this.everConnected) {
-        this.everConnected = true;
-        this.sendMediaState();
-      }
-    } else if (ice === 'failed') {
-      this.restartIce();
-      this.armGiveUp();
-    } else if (ice === 'disconnected') {
-      clearTimeout(this.restartTimer);
-      this.restartTimer = setTimeout(() => {
-        if (!this.closed && this.pc.iceConnectionState === 'disconnected') this.restartIce();
-      }, RESTART_AFTER_DISCONNECT_MS);
-      this.armGiveUp();
-    }
-    this.emit('state');
-  }
-
-  restartIce() {
-    this.restarts++;
-    if (this.pc.restartIce) this.pc.restartIce();
-    else this.negotiate(true);
-  }
-
-  armGiveUp() {
-    if (this.giveUpTimer) return;
-    this.giveUpTimer = setTimeout(() => {
-      this.giveUpTimer = null;
-      const ice = this.pc.iceConnectionState;
-      if (!this.closed && ice !== 'connected' && ice !== 'completed') this.emit('failed');
-    }, GIVE_UP_MS);
-  }
-
-  /** 'connecting' | 'connected' | 'restoring' */
-  get phase() {
-    const ice = this.pc.iceConnectionState;
-    if (ice === 'connected' || ice === 'completed') return 'connected';
-    return this.everConnected ? 'restoring' : 'connecting';
-  }
-
-  close() {
-    if (this.closed) return;
-    this.closed = true;
-    clearTimeout(this.restartTimer);
-    clearTimeout(this.giveUpTimer);
-    this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
-    this.pc.oniceconnectionstatechange = this.pc.onconnectionstatechange = null;
-    this.pc.onsignalingstatechange = null;
-    try {
-      this.pc.close();
-    } catch {
-      // already closed
-    }
+  /** Stops timers, the link and the camera (also one still opening). True the
+   *  first time, false after: whoever gets true does the rest of the ending. */
+  end() {
+    if (this.ended) return false;
+    this.phase = 'ended';
+    for (const id of this.timers) clearTimeout(id); // clears intervals too
+    this.timers.clear();
+    if (this.link) this.link.close();
+    if (this.mediaPromise) this.mediaPromise.then((m) => stopStream(m.stream));
+    this.pendingSignals = [];
+    return true;
   }
 }

@@ -1,4 +1,4 @@
-// A minimal event emitter shared by signaling.js and call.js.
+// A minimal event emitter shared by signaling.js, call.js and link.js.
 
 /** A minimal event emitter: `extends EventTarget` throws on Safari before 14,
  *  which older wall tablets still run. */

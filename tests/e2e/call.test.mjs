@@ -108,6 +108,23 @@ test('the page is served with a CSP and trusted TLS', async () => {
   }
 });
 
+test('a page that does not ask for the test hooks loads none', async () => {
+  const page = await A.context.newPage();
+  try {
+    // Whichever init script runs first, the flag stays false on this page.
+    await page.addInitScript(() => Object.defineProperty(window, 'intercomTestHooks', { value: false }));
+    const paths = [];
+    page.on('request', (r) => paths.push(new URL(r.url()).pathname));
+    await page.goto(`${server.origin}/`);
+    await page.waitForFunction(() => document.body.dataset.screen === 'setup');
+    assert.ok(paths.includes('/app.js') && paths.includes('/call.js'), `loaded ${paths}`);
+    assert.ok(!paths.includes('/testhooks.js'), `loaded ${paths}`);
+    assert.equal(await page.evaluate(() => typeof window.intercomTest), 'undefined');
+  } finally {
+    await page.close();
+  }
+});
+
 test('both tablets register and see each other online', async () => {
   // Kitchen: first visit, picks its name.
   await waitState(A, 'setup');

@@ -1,7 +1,8 @@
 // The thin driver layer: start and stop the real intercomd, launch Debian's
 // Chromium as a "tablet" that trusts the appliance's CA, and make a fake camera
 // picture per tablet so a test can tell whose picture it is looking at.
-// Everything the tests check is read from the page through window.intercomTest.
+// Everything the tests check is read from the page through window.intercomTest,
+// which the page sets up only when the tablet asks for it before the page loads.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
@@ -161,6 +162,10 @@ export async function launchTablet({ label, caFile, camera, viewport }) {
     deviceScaleFactor: 1,
     ignoreHTTPSErrors: false,
     timeout: 60000,
+  });
+  // Every page of this tablet loads the page's test hooks (www/testhooks.js).
+  await context.addInitScript(() => {
+    window.intercomTestHooks = true;
   });
   const page = context.pages()[0] || (await context.newPage());
   const consoleLines = [];

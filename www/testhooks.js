@@ -1,0 +1,104 @@
+// window.intercomTest: views of the page for the end-to-end tests (tests/e2e/).
+// app.js loads this module only when the test set window.intercomTestHooks before
+// the page loaded. Apart from restartIce() nothing here changes anything.
+
+import * as sound from './sound.js';
+
+const $ = (id) => document.getElementById(id);
+
+function candidateView(c) {
+  return c ? { address: c.address || c.ip || '', port: c.port, type: c.candidateType, protocol: c.protocol } : null;
+}
+
+/** Mean colour of a video's picture, to tell whose camera it shows. */
+function meanColor(v) {
+  if (!v.videoWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = 32;
+  c.height = 24;
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0, 32, 24);
+  const d = g.getImageData(0, 0, 32, 24).data;
+  const sum = [0, 0, 0];
+  for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
+  return sum.map((x) => Math.round(x / (d.length / 4)));
+}
+
+/** Bytes received and sent per kind, and the selected candidate pair. */
+async function stats(pc) {
+  const report = await pc.getStats();
+  const out = { inbound: {}, outbound: {}, pair: null };
+  const byId = new Map();
+  report.forEach((r) => byId.set(r.id, r));
+  let pairId = null;
+  report.forEach((r) => {
+    if (r.type === 'inbound-rtp') out.inbound[r.kind] = (out.inbound[r.kind] || 0) + (r.bytesReceived || 0);
+    if (r.type === 'outbound-rtp') out.outbound[r.kind] = (out.outbound[r.kind] || 0) + (r.bytesSent || 0);
+    if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+  });
+  if (!pairId) report.forEach((r) => {
+    if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pairId = r.id;
+  });
+  const pair = pairId && byId.get(pairId);
+  if (pair) {
+    out.pair = {
+      state: pair.state,
+      local: candidateView(byId.get(pair.localCandidateId)),
+      remote: candidateView(byId.get(pair.remoteCandidateId)),
+    };
+  }
+  return out;
+}
+
+/** `S`, `sig`, `screen()` and `remoteHasVideo()` are app.js's own. */
+export function install({ S, sig, screen, remoteHasVideo }) {
+  const link = () => (S.call && S.call.link) || null;
+  const pc = () => (link() ? link().pc : null);
+  const ofPc = (field) => () => (pc() ? pc()[field] : null);
+  window.intercomTest = {
+    state: screen,
+    connection: () => sig.state,
+    registrations: () => sig.registrations,
+    sockets: () => [sig.ws, sig.candidate].filter((w) => w && w.readyState <= 1).length,
+    me: () => S.me,
+    partner: () => (S.call ? S.call.partner : null),
+    peers: () => Object.fromEntries(S.peers),
+    notice: () => S.notice,
+    /** The line saying auto-answer needs an access key, if the current screen shows it. */
+    autoAnswerNote: () => {
+      const el = document.querySelector(`#screen-${screen()} .aa-note`);
+      return el && !el.hidden ? el.textContent : null;
+    },
+    tone: () => sound.current(),
+    soundUnlocked: () => sound.isUnlocked(),
+    banner: () => ($('banner').hidden ? null : $('banner-text').textContent),
+    focused: () => (document.activeElement ? document.activeElement.id || null : null),
+    pcState: ofPc('connectionState'),
+    iceState: ofPc('iceConnectionState'),
+    signalingState: ofPc('signalingState'),
+    mediaNote: () => ($('media-note').hidden ? null : $('media-note').dataset.key),
+    /** Whether our microphone / camera tracks are sending (enabled). */
+    localTracks: () => {
+      const s = S.call && S.call.media && S.call.media.stream;
+      const on = (kind) => !!s && s.getTracks().some((tr) => tr.kind === kind && tr.enabled && tr.readyState === 'live');
+      return { audio: on('audio'), video: on('video') };
+    },
+    /** What the partner last told us about its microphone and camera. */
+    remoteMedia: () => (link() ? { ...link().remoteMedia, showing: remoteHasVideo() } : null),
+    /** The ICE username fragment in use, to see that an ICE restart happened. */
+    iceUfrag: () => {
+      const sdp = pc() && pc().localDescription && pc().localDescription.sdp;
+      const m = sdp && /a=ice-ufrag:(\S+)/.exec(sdp);
+      return m ? m[1] : null;
+    },
+    /** The one action hook: restart ICE as if the network path had failed. */
+    restartIce: () => link() && link().restartIce(),
+    remoteVideo: () => {
+      const v = $('remote-video');
+      return { videoWidth: v.videoWidth, videoHeight: v.videoHeight, currentTime: v.currentTime, paused: v.paused };
+    },
+    /** Mean colour of the remote picture, to tell whose camera it shows. */
+    remoteColor: () => meanColor($('remote-video')),
+    stats: async () => (pc() ? stats(pc()) : null),
+  };
+}
