@@ -26,9 +26,11 @@ fn fnv(bytes: &[u8]) -> u64 {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+    // Read when the script runs, not when it was compiled: a copied target directory
+    // must embed this checkout's www/, not the one the script was first built in.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let root = Path::new(&manifest).join("www");
     println!("cargo:rerun-if-changed=www");
-    println!("cargo:rerun-if-env-changed=INTERCOMD_CAPACITY");
     let mut files = Vec::new();
     walk(&root, &mut files);
     files.sort();

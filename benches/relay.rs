@@ -422,8 +422,11 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
     let max_peers = n.to_string();
     // The default outbox (64) at every N: the connect storm's presence updates that do not
     // fit are replaced by one `peers` list per peer.
+    // Every client connects from 127.0.0.1 before registering: lift the per-address cap.
     let args = [
         "--max-peers",
+        &max_peers,
+        "--max-per-ip",
         &max_peers,
         "--rate",
         "1000000",

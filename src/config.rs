@@ -10,8 +10,6 @@ use std::time::Duration;
 
 /// Sockets allowed beyond `max_peers` for handshakes and plain HTTP.
 pub const EXTRA_SOCKETS: usize = 16;
-/// Largest request head, in bytes.
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// Everything the server needs to know, with the defaults documented in [`HELP`].
 #[derive(Debug)]

@@ -5,12 +5,13 @@
 //! Parsing and routing are plain functions over bytes, so they can be fuzzed; the only I/O
 //! is [`read_head`] and [`write_response`]. A request path never leaves the web root.
 
-use crate::config::MAX_HEAD_BYTES;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+/// Largest request head, in bytes.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Largest number of headers accepted in one request head.
 const MAX_HEADERS: usize = 48;
 /// A `--www` file is sent in pieces of this size, so a large file never sits in memory.
@@ -398,6 +399,16 @@ impl Response {
         r
     }
 
+    /// `301 Moved Permanently` to `location`; the connection stays open.
+    pub fn redirect(location: String) -> Self {
+        Response::new(
+            301,
+            "text/plain; charset=utf-8",
+            b"301 Moved Permanently\n".to_vec(),
+        )
+        .header("Location", location)
+    }
+
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.extra.push((name, value.into()));
         self
@@ -491,7 +502,7 @@ pub struct HttpCtx<'a> {
     pub health: &'a dyn Fn() -> String,
 }
 
-/// The routing decision for one request on the TLS port.
+/// The routing decision for one request.
 #[derive(Debug)]
 pub enum Route {
     /// A valid WebSocket upgrade on `/ws`; the value is `Sec-WebSocket-Accept`.
@@ -499,8 +510,25 @@ pub enum Route {
     Respond(Response),
 }
 
-/// Decide what to do with one request on the TLS port.
-pub fn route(head: &Head, ctx: &HttpCtx) -> Route {
+/// Which port a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// HTTPS: the web client, the WebSocket, `/healthz`.
+    Tls,
+    /// Plain HTTP: only what a tablet needs before it trusts the CA; everything else is
+    /// redirected to the HTTPS origin.
+    Plain { https_port: u16 },
+}
+
+/// The set-up guide, `www/guide.html`, is filled in per request and is not served as a
+/// static file.
+const GUIDE: &str = "guide.html";
+/// The most of a `--www` guide that is read.
+const GUIDE_MAX_BYTES: u64 = 64 * 1024;
+
+/// Decide what to do with one request. Both ports share the checks (no body, one valid
+/// `Host`, GET or HEAD) and `/ca.crt` and the guide; then each has its own paths.
+pub fn route(head: &Head, ctx: &HttpCtx, port: Port) -> Route {
     if head.has_body {
         return Route::Respond(Response::error(400));
     }
@@ -512,124 +540,108 @@ pub fn route(head: &Head, ctx: &HttpCtx) -> Route {
         return Route::Respond(Response::error(405).header("Allow", "GET, HEAD"));
     }
     let path = head.target.split('?').next().unwrap_or("");
-    let mut resp = match path {
-        "/ws" => {
-            if !(get && head.upgrade_websocket && head.connection_upgrade) {
-                return Route::Respond(Response::error(426).header("Upgrade", "websocket"));
-            }
-            let (Some(key), Some("13")) = (head.ws_key.as_deref(), head.ws_version.as_deref())
-            else {
-                return Route::Respond(Response::error(400).header("Sec-WebSocket-Version", "13"));
-            };
-            if !valid_ws_key(key) {
-                return Route::Respond(Response::error(400));
-            }
-            let origin_ok = origin_allowed(head.origin.as_deref(), Some(host), ctx.allowed_origins);
-            if head.duplicate_origin || !origin_ok {
-                return Route::Respond(Response::error(403));
-            }
-            let accept =
-                async_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-            return Route::Upgrade(accept);
-        }
-        "/healthz" => Response::new(200, "application/json", (ctx.health)().into_bytes())
-            .header("Cache-Control", "no-store"),
-        "/ca.crt" => match ctx.ca_pem {
-            Some(pem) => Response::new(200, "application/x-x509-ca-cert", pem.to_vec())
-                .header(
-                    "Content-Disposition",
-                    "attachment; filename=\"intercom-ca.crt\"",
-                )
-                .header("Cache-Control", "no-cache"),
-            None => Response::error(404),
-        },
-        _ => match resolve_path(&head.target).and_then(|rel| Some((ctx.www.get(&rel)?, rel))) {
-            Some(((body, etag), rel)) => {
-                let fresh = etag.is_some_and(|e| head.if_none_match.as_deref() == Some(e));
-                let mut r = Response::new(if fresh { 304 } else { 200 }, content_type(&rel), body)
-                    .header("Cache-Control", "no-cache")
-                    .header("Content-Security-Policy", csp(host));
-                if let Some(e) = etag {
-                    r = r.header("ETag", e);
-                }
-                r
-            }
-            None => Response::error(404),
-        },
+    let https = match port {
+        Port::Tls => format!("https://{host}"),
+        Port::Plain { https_port: 443 } => format!("https://{}", strip_port(host)),
+        Port::Plain { https_port } => format!("https://{}:{https_port}", strip_port(host)),
     };
-    resp.head_only = !get;
-    resp.close |= head.close;
-    Route::Respond(resp)
-}
-
-/// The page the plain-HTTP port shows at `/`: trust the appliance, then continue.
-fn guide_page(https_origin: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>Intercom - set up this tablet</title></head>\
-<body><main><h1>Set up this tablet</h1>\
-<p>This intercom uses its own certificate so that camera and microphone work on your \
-network without the internet. Do this once on each tablet:</p>\
-<ol><li><a href=\"/ca.crt\">Download the intercom certificate</a>.</li>\
-<li>Install it: on iPhone/iPad open Settings, Profile Downloaded, Install; then Settings, \
-General, About, Certificate Trust Settings and turn it on. On Android open Settings, \
-Security, Encryption &amp; credentials, Install a certificate, CA certificate.</li>\
-<li><a href=\"{https_origin}/\">Continue to the intercom</a>.</li></ol>\
-<p>Korean / 한국어: 인증서를 내려받아 설치한 뒤 <a href=\"{https_origin}/\">인터폰 열기</a>.</p>\
-</main></body></html>"
-    )
-}
-
-/// Decide what to do with one request on the plain-HTTP port: `/ca.crt`, the guide at
-/// `/`, and a redirect to the HTTPS origin for everything else.
-pub fn route_plain(head: &Head, ca_pem: Option<&[u8]>, https_port: u16) -> Response {
-    if head.has_body {
-        return Response::error(400);
-    }
-    let Some(host) = head.host.as_deref().filter(|h| valid_host(h)) else {
-        return Response::error(400);
-    };
-    if head.method != "GET" && head.method != "HEAD" {
-        return Response::error(405).header("Allow", "GET, HEAD");
-    }
-    let bare = strip_port(host);
-    let origin = if https_port == 443 {
-        format!("https://{bare}")
-    } else {
-        format!("https://{bare}:{https_port}")
-    };
-    let path = head.target.split('?').next().unwrap_or("");
-    let mut r = match (path, ca_pem) {
-        ("/ca.crt", Some(pem)) => Response::new(200, "application/x-x509-ca-cert", pem.to_vec())
-            .header(
+    let mut resp = match (port, path) {
+        (_, "/ca.crt") => match ctx.ca_pem {
+            Some(pem) => Response::new(200, "application/x-x509-ca-cert", pem.to_vec()).header(
                 "Content-Disposition",
                 "attachment; filename=\"intercom-ca.crt\"",
             ),
-        ("/", Some(_)) => Response::new(
-            200,
-            "text/html; charset=utf-8",
-            guide_page(&origin).into_bytes(),
-        )
-        .header(
-            "Content-Security-Policy",
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
-        _ => {
+            None => Response::error(404),
+        },
+        (Port::Plain { .. }, "/") | (Port::Tls, "/setup") => match ctx.ca_pem {
+            Some(_) => guide(ctx.www, &https),
+            None => Response::error(404),
+        },
+        (Port::Plain { .. }, _) => {
             let target = if head.target.starts_with('/') {
                 head.target.as_str()
             } else {
                 "/"
             };
-            let mut r = Response::error(301).header("Location", format!("{origin}{target}"));
-            r.close = false;
-            r
+            Response::redirect(format!("{https}{target}"))
         }
+        (Port::Tls, "/ws") => return upgrade(head, host, ctx),
+        (Port::Tls, "/healthz") => {
+            Response::new(200, "application/json", (ctx.health)().into_bytes())
+                .header("Cache-Control", "no-store")
+        }
+        (Port::Tls, _) => static_file(head, host, ctx.www),
     };
-    r.extra.push(("Cache-Control", "no-cache".into()));
-    r.head_only = head.method == "HEAD";
-    r.close |= head.close;
+    if !resp.extra.iter().any(|(k, _)| *k == "Cache-Control") {
+        resp.extra.push(("Cache-Control", "no-cache".into()));
+    }
+    resp.head_only = !get;
+    resp.close |= head.close;
+    Route::Respond(resp)
+}
+
+/// `/ws`: a valid upgrade from an allowed origin, or why not.
+fn upgrade(head: &Head, host: &str, ctx: &HttpCtx) -> Route {
+    if !(head.method == "GET" && head.upgrade_websocket && head.connection_upgrade) {
+        return Route::Respond(Response::error(426).header("Upgrade", "websocket"));
+    }
+    let (Some(key), Some("13")) = (head.ws_key.as_deref(), head.ws_version.as_deref()) else {
+        return Route::Respond(Response::error(400).header("Sec-WebSocket-Version", "13"));
+    };
+    if !valid_ws_key(key) {
+        return Route::Respond(Response::error(400));
+    }
+    let origin_ok = origin_allowed(head.origin.as_deref(), Some(host), ctx.allowed_origins);
+    if head.duplicate_origin || !origin_ok {
+        return Route::Respond(Response::error(403));
+    }
+    Route::Upgrade(async_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+}
+
+/// The `101 Switching Protocols` head for an accepted upgrade.
+pub fn switching_protocols(accept: &str) -> String {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+}
+
+/// A file of the web client, with its ETag (304 when the client has it).
+fn static_file(head: &Head, host: &str, www: &Www) -> Response {
+    let found = resolve_path(&head.target)
+        .filter(|rel| rel != GUIDE)
+        .and_then(|rel| Some((www.get(&rel)?, rel)));
+    let Some(((body, etag), rel)) = found else {
+        return Response::error(404);
+    };
+    let fresh = etag.is_some_and(|e| head.if_none_match.as_deref() == Some(e));
+    let mut r = Response::new(if fresh { 304 } else { 200 }, content_type(&rel), body)
+        .header("Content-Security-Policy", csp(host));
+    if let Some(e) = etag {
+        r = r.header("ETag", e);
+    }
     r
+}
+
+/// The set-up guide with the HTTPS origin filled in. The origin comes from a `Host` that
+/// [`valid_host`] accepted, so it holds nothing HTML would read as markup.
+fn guide(www: &Www, https_origin: &str) -> Response {
+    let page = match www.get(GUIDE) {
+        Some((Body::Bytes(page), _)) => String::from_utf8_lossy(&page).into_owned(),
+        Some((Body::File(file, _), _)) => {
+            let mut page = String::new();
+            match file.take(GUIDE_MAX_BYTES).read_to_string(&mut page) {
+                Ok(_) => page,
+                Err(_) => return Response::error(404),
+            }
+        }
+        None => return Response::error(404),
+    };
+    let page = page.replace("{https}", https_origin);
+    Response::new(200, "text/html; charset=utf-8", page.into_bytes()).header(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    )
 }
 
 /// `host:port` → `host`, keeping bracketed IPv6 literals whole.

@@ -4,18 +4,22 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod clock;
 pub mod config;
 pub mod http;
 pub mod logging;
 pub mod notify;
-pub mod peers;
+pub(crate) mod peers;
 pub mod protocol;
-pub mod relay;
+pub(crate) mod relay;
 pub mod server;
 pub mod session;
-pub mod slots;
+pub(crate) mod slots;
 pub mod tls;
-pub mod tlsio;
+pub(crate) mod tlsio;
+
+/// The peer table's capacity, fixed at build time (`INTERCOMD_CAPACITY`).
+pub use peers::CAPACITY;
 
 /// The web client, compiled in from `www/` by `build.rs`.
 pub mod www {

@@ -6,7 +6,8 @@
 use intercomd::config::{self, Command, Config};
 use intercomd::http::Www;
 use intercomd::notify::Notifier;
-use intercomd::server::{self, Shared};
+use intercomd::server::{self, Server};
+use intercomd::session::Hub;
 use intercomd::{logging, tls};
 use smol::{LocalExecutor, Timer};
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
     let cfg = match config::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(cfg)) => *cfg,
         Ok(Command::Help) => {
-            let cap = intercomd::peers::CAPACITY.to_string();
+            let cap = intercomd::CAPACITY.to_string();
             print!("{}", config::HELP.replace("CAPACITY", &cap));
             return ExitCode::SUCCESS;
         }
@@ -53,7 +54,8 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
         None => Www::Embedded(intercomd::www::FILES),
     };
     let (listen, http_listen) = (cfg.listen, cfg.http_listen);
-    let shared = Shared::new(cfg, www, tls).map_err(|e| format!("/dev/urandom: {e}"))?;
+    let hub = std::rc::Rc::new(Hub::new(cfg));
+    let server = Server::new(hub.clone(), www, tls);
     let notifier = std::rc::Rc::new(Notifier::from_env());
 
     // The one executor lives as long as the process; tasks borrow it to spawn more.
@@ -74,7 +76,7 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
         log::info!(
             "listening on {addr} ({} ms after start), max {} peers",
             started.elapsed().as_millis(),
-            shared.cfg.max_peers
+            hub.cfg.max_peers
         );
         if let Some(p) = plain.as_ref().and_then(|p| p.local_addr().ok()) {
             log::info!("plain HTTP (certificate and guide) on {p}");
@@ -92,11 +94,11 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
             .detach();
         }
         if let Some(ca) = local_ca {
-            let shared = shared.clone();
-            ex.spawn(async move { ca.keep_renewed(&shared.acceptor, cert_check).await })
+            let server = server.clone();
+            ex.spawn(async move { ca.keep_renewed(&server.acceptor, cert_check).await })
                 .detach();
         }
-        let stopper = shared.clone();
+        let stopper = hub.clone();
         let signals =
             async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
                 .map_err(|e| format!("signals: {e}"))?;
@@ -109,7 +111,7 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
             }
         })
         .detach();
-        server::run(ex, shared.clone(), listener, plain).await;
+        server::run(ex, server.clone(), listener, plain).await;
         notifier.notify("STOPPING=1");
         Ok(())
     }))

@@ -6,6 +6,7 @@
 //! synchronous; callers hold the `RefCell` borrow only for the duration of one call.
 
 use crate::protocol::{Name, Status};
+use std::time::Instant;
 
 /// Table capacity, a build-time setting: `INTERCOMD_CAPACITY=256 cargo build`.
 pub const CAPACITY: usize = parse_capacity(option_env!("INTERCOMD_CAPACITY"));
@@ -30,20 +31,38 @@ pub type ConnId = u64;
 /// A resume token: 32 URL-safe base64 characters (192 random bits).
 pub type Token = heapless::String<32>;
 
+/// A new resume token from OpenSSL's CSPRNG (seeded by the kernel), URL-safe base64.
+pub fn fresh_token() -> Token {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut raw = [0u8; 24];
+    if openssl::rand::rand_bytes(&mut raw).is_err() {
+        // OpenSSL refuses only when it cannot seed; the kernel's source then still works.
+        let _ = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw));
+    }
+    let mut t = Token::new();
+    for chunk in raw.chunks(3) {
+        let n = (chunk[0] as u32) << 16 | (chunk[1] as u32) << 8 | chunk[2] as u32;
+        for shift in [18, 12, 6, 0] {
+            let _ = t.push(ALPHABET[(n >> shift) as usize & 63] as char);
+        }
+    }
+    t
+}
+
 /// Where a peer stands in the call state machine. Partners are named, not indexed, so
 /// an entry may move in the table (swap-remove) or change connection (resume) freely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     Idle,
-    /// Ringing, we called `peer`. `ring` identifies this ring for its timeout.
+    /// Ringing, we called `peer`; unanswered at `until`, the ring ends.
     Outgoing {
         peer: Name,
-        ring: u64,
+        until: Instant,
     },
     /// Ringing, `peer` called us.
     Incoming {
         peer: Name,
-        ring: u64,
     },
     /// Accepted call with `peer`.
     Active {
@@ -56,7 +75,7 @@ impl Call {
     pub fn partner(&self) -> Option<&Name> {
         match self {
             Call::Idle => None,
-            Call::Outgoing { peer, .. } | Call::Incoming { peer, .. } | Call::Active { peer } => {
+            Call::Outgoing { peer, .. } | Call::Incoming { peer } | Call::Active { peer } => {
                 Some(peer)
             }
         }
@@ -86,7 +105,6 @@ pub struct Peer<L> {
 pub struct Peers<L, const N: usize = CAPACITY> {
     list: heapless::Vec<Peer<L>, N>,
     limit: usize,
-    next_ring: u64,
 }
 
 impl<L, const N: usize> Peers<L, N> {
@@ -94,16 +112,11 @@ impl<L, const N: usize> Peers<L, N> {
         Peers {
             list: heapless::Vec::new(),
             limit: limit.min(N),
-            next_ring: 0,
         }
     }
 
     pub fn len(&self) -> usize {
         self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
     }
 
     pub fn is_full(&self) -> bool {
@@ -116,10 +129,6 @@ impl<L, const N: usize> Peers<L, N> {
 
     pub fn by_conn(&self, conn: ConnId) -> Option<&Peer<L>> {
         self.list.iter().find(|p| p.conn == conn)
-    }
-
-    pub fn by_conn_mut(&mut self, conn: ConnId) -> Option<&mut Peer<L>> {
-        self.list.iter_mut().find(|p| p.conn == conn)
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Peer<L>> {
@@ -145,12 +154,6 @@ impl<L, const N: usize> Peers<L, N> {
         Some(self.list.swap_remove(i))
     }
 
-    /// A fresh ring identifier.
-    pub fn next_ring(&mut self) -> u64 {
-        self.next_ring += 1;
-        self.next_ring
-    }
-
     /// Set the call state of `name`, if present.
     pub fn set_call(&mut self, name: &str, call: Call) {
         if let Some(p) = self.by_name_mut(name) {
@@ -171,6 +174,17 @@ mod tests {
             link: (),
             call: Call::Idle,
         }
+    }
+
+    #[test]
+    fn tokens_are_fresh_and_url_safe() {
+        let (a, b) = (fresh_token(), fresh_token());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 
     #[test]

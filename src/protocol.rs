@@ -430,6 +430,26 @@ impl ServerMsg<'_> {
     }
 }
 
+/// What `GET /healthz` answers.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub peers: usize,
+    /// Open WebSockets.
+    pub connections: usize,
+    pub uptime_s: u64,
+    pub version: &'static str,
+    /// The plain-HTTP port (certificate, set-up guide), `null` when there is none: a
+    /// page that cannot open its WebSocket links to the guide there.
+    pub http_port: Option<u16>,
+}
+
+impl Health {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// Parse and validate the `--ice-servers` flag: a JSON array (of RTCIceServer objects).
 pub fn parse_ice_servers(json: &str) -> Result<Box<RawValue>, String> {
     let value: serde_json::Value =

@@ -1,17 +1,18 @@
-//! Relay decisions, as pure functions over the peer table: "connection C sent message M"
-//! becomes a short list of [`Effect`]s (answer C, deliver to B, tell everyone, start a
-//! ring timer, cut a replaced connection). No I/O happens here, so every rule of the
-//! protocol is unit-testable without sockets; `session.rs` carries the effects out.
+//! Relay decisions, as pure functions over the peer table: "connection C sent frame F"
+//! becomes an [`Outcome`]: at most one reply to C, and a short list of [`Effect`]s
+//! (deliver to B, tell everyone, cut a replaced connection). Every protocol rule lives
+//! here — the order of checks, the rate and binary-frame refusals, registration, calls,
+//! ring deadlines — so each is unit-testable without sockets; `session.rs` decodes
+//! nothing and decides nothing, it carries outcomes out.
 
 use crate::peers::{Call, ConnId, Peer, Peers, Token};
-use crate::protocol::{ClientMsg, ErrorCode, Name, PeerInfo, ServerMsg, Status};
+use crate::protocol::{ClientMsg, ErrorCode, Name, PeerInfo, ServerMsg, Status, decode, peek_id};
 use serde_json::value::RawValue;
+use std::time::{Duration, Instant};
 
-/// Who an encoded message goes to.
+/// Who an encoded message goes to (replies to the sender travel in [`Outcome::reply`]).
 #[derive(Debug, PartialEq)]
 pub enum To {
-    /// The connection that sent the message being handled.
-    Me,
     /// One registered peer.
     Peer(Name),
     /// Every registered peer but this one: presence, which a full outbox may drop
@@ -19,31 +20,68 @@ pub enum To {
     AllExcept(Name),
 }
 
-/// One thing the I/O side must do.
+/// One thing the I/O side must do for someone other than the sender.
 #[derive(Debug)]
 pub enum Effect<L> {
     /// Queue `text` for `to`.
     Send { to: To, text: String },
     /// Close a connection that a resume replaced (4001 "replaced").
     Replace(L),
-    /// The acting connection gave a wrong or missing access key (counted by the session,
-    /// which closes the connection after [`crate::protocol::MAX_WRONG_KEYS`]).
-    WrongKey,
-    /// Start the unanswered-ring timer for this ring.
-    Ring {
-        caller: Name,
-        callee: Name,
-        ring: u64,
-    },
 }
 
-/// At most: ack, delivery, two presence broadcasts, ring timer.
+/// At most: delivery, two presence broadcasts per side of a call, a replacement.
 pub type Effects<L> = heapless::Vec<Effect<L>, 8>;
 
-/// What the server knows that a `register` is checked against.
-pub struct RegisterCtx<'a> {
+/// One frame as it arrived, with the session's rate verdict.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// The text of a text frame; `None` for a binary frame.
+    pub text: Option<&'a str>,
+    /// Over `--rate`/`--burst`: refused before anything is decoded.
+    pub over_rate: bool,
+}
+
+/// What relay needs besides the table, for one decision.
+pub struct Ctx<'a> {
     pub access_key: Option<&'a str>,
     pub ice_servers: &'a RawValue,
+    pub ring_timeout: Duration,
+    pub now: Instant,
+    /// Makes a resume token; called only when a new name registers.
+    pub fresh_token: &'a dyn Fn() -> Token,
+}
+
+/// The answer to one frame.
+#[derive(Debug)]
+pub struct Outcome<L> {
+    /// At most one message back to the sender (`ack`, `error`, `registered`).
+    pub reply: Option<String>,
+    /// Everything for others.
+    pub effects: Effects<L>,
+    /// The frame was a `register` with a wrong or missing access key.
+    pub wrong_key: bool,
+    /// A ring started: the deadline clock must look again.
+    pub ring_started: bool,
+}
+
+impl<L> Outcome<L> {
+    fn new() -> Self {
+        Outcome {
+            reply: None,
+            effects: Effects::new(),
+            wrong_key: false,
+            ring_started: false,
+        }
+    }
+
+    fn answer(mut self, id: Option<u32>, result: Result<(), ErrorCode>) -> Self {
+        self.reply = match (result, id) {
+            (Ok(()), Some(id)) => Some(ServerMsg::Ack { id }.encode()),
+            (Ok(()), None) => None,
+            (Err(code), id) => Some(ServerMsg::error(id, code).encode()),
+        };
+        self
+    }
 }
 
 /// Compare secrets in constant time (lengths are hashed away first).
@@ -68,14 +106,6 @@ fn send<L>(fx: &mut Effects<L>, to: To, msg: &ServerMsg) {
     );
 }
 
-fn reply<L>(fx: &mut Effects<L>, id: Option<u32>, result: Result<(), ErrorCode>) {
-    match (result, id) {
-        (Ok(()), Some(id)) => send(fx, To::Me, &ServerMsg::Ack { id }),
-        (Ok(()), None) => {}
-        (Err(code), id) => send(fx, To::Me, &ServerMsg::error(id, code)),
-    }
-}
-
 fn presence<L>(fx: &mut Effects<L>, name: &Name, status: Status) {
     let msg = ServerMsg::Peer { name, status };
     send(fx, To::AllExcept(name.clone()), &msg);
@@ -86,94 +116,128 @@ fn name_of(s: &str) -> Option<Name> {
     Name::try_from(s).ok()
 }
 
-/// `register` from connection `conn`. `already` says whether this connection registered
-/// before; `fresh` is a new random token, used only when the name is new.
-#[allow(clippy::too_many_arguments)]
-pub fn register<L: Clone, const N: usize>(
+/// Connection `conn` (reached through `link`) sent `inbound`. Checks run in the order
+/// of docs/protocol.md: rate, frame kind, validity, registration, the message's own.
+pub fn handle<L: Clone, const N: usize>(
     peers: &mut Peers<L, N>,
-    ctx: &RegisterCtx,
+    ctx: &Ctx,
     conn: ConnId,
-    link: L,
-    already: bool,
+    link: &L,
+    inbound: Inbound,
+) -> Outcome<L> {
+    let out = Outcome::new();
+    if inbound.over_rate {
+        let id = inbound.text.and_then(peek_id);
+        return out.answer(id, Err(ErrorCode::RateLimited));
+    }
+    let Some(text) = inbound.text else {
+        return out.refuse(None, "binary frames are not part of the protocol");
+    };
+    let (id, msg) = match decode(text) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            log::debug!("connection {conn}: bad message: {}", e.detail);
+            return out.refuse(e.id, e.detail);
+        }
+    };
+    match &msg {
+        ClientMsg::Register { name, token, key } => {
+            let msg = (name.as_ref(), token.as_deref(), key.as_deref());
+            register(peers, ctx, conn, link, id, msg)
+        }
+        _ => match peers.by_conn(conn) {
+            None => out.answer(id, Err(ErrorCode::NotRegistered)),
+            Some(me) => {
+                let (me, my_call) = (me.name.clone(), me.call.clone());
+                let mut out = out;
+                let result = act(&mut out, peers, ctx, &me, &my_call, &msg);
+                out.answer(id, result)
+            }
+        },
+    }
+}
+
+impl<L> Outcome<L> {
+    /// `bad_message` with what was wrong.
+    fn refuse(mut self, id: Option<u32>, detail: &str) -> Self {
+        let err = ServerMsg::Error {
+            id,
+            code: ErrorCode::BadMessage.as_str(),
+            message: detail,
+        };
+        self.reply = Some(err.encode());
+        self
+    }
+}
+
+/// `register` from connection `conn`: check order `already_registered`, `unauthorized`,
+/// `name_invalid`, `name_taken`, `full`. A held name with its token is a resume.
+fn register<L: Clone, const N: usize>(
+    peers: &mut Peers<L, N>,
+    ctx: &Ctx,
+    conn: ConnId,
+    link: &L,
     id: Option<u32>,
-    msg: (&str, Option<&str>, Option<&str>),
-    fresh: Token,
-) -> Effects<L> {
-    let (name, token, key) = msg;
-    let mut fx = Effects::new();
-    let check = if already {
-        Err(ErrorCode::AlreadyRegistered)
-    } else if ctx
+    (name, token, key): (&str, Option<&str>, Option<&str>),
+) -> Outcome<L> {
+    let mut out = Outcome::new();
+    if peers.by_conn(conn).is_some() {
+        return out.answer(id, Err(ErrorCode::AlreadyRegistered));
+    }
+    if ctx
         .access_key
         .is_some_and(|want| !key.is_some_and(|k| secret_eq(k, want)))
     {
-        Err(ErrorCode::Unauthorized)
-    } else if !crate::protocol::valid_name(name) {
-        Err(ErrorCode::NameInvalid)
-    } else {
-        Ok(())
-    };
-    if let Err(code) = check {
-        reply(&mut fx, id, Err(code));
-        if code == ErrorCode::Unauthorized {
-            push(&mut fx, Effect::WrongKey);
-        }
-        return fx;
+        out.wrong_key = true;
+        return out.answer(id, Err(ErrorCode::Unauthorized));
     }
-    let Some(name) = name_of(name) else {
-        reply(&mut fx, id, Err(ErrorCode::NameInvalid));
-        return fx;
+    let Some(name) = name_of(name).filter(|_| crate::protocol::valid_name(name)) else {
+        return out.answer(id, Err(ErrorCode::NameInvalid));
     };
 
     if let Some(held) = peers.by_name_mut(&name) {
         // Resume: the same device takes its name back; nobody else sees a change.
         if !token.is_some_and(|t| secret_eq(t, &held.token)) {
-            reply(&mut fx, id, Err(ErrorCode::NameTaken));
-            return fx;
+            return out.answer(id, Err(ErrorCode::NameTaken));
         }
-        let old = std::mem::replace(&mut held.link, link);
+        let old = std::mem::replace(&mut held.link, link.clone());
         let old_conn = std::mem::replace(&mut held.conn, conn);
         log::info!("{name} resumed (connection {old_conn} -> {conn})");
-        push(&mut fx, Effect::Replace(old));
-        registered(&mut fx, peers, ctx, &name, id);
-        return fx;
+        push(&mut out.effects, Effect::Replace(old));
+        out.reply = registered(peers, ctx, &name, id);
+        return out;
     }
-
     // `Door` while `door` is online: taken (resumes use the name exactly as registered).
     if peers
         .iter()
         .any(|p| crate::protocol::same_name(&p.name, &name))
     {
-        reply(&mut fx, id, Err(ErrorCode::NameTaken));
-        return fx;
+        return out.answer(id, Err(ErrorCode::NameTaken));
     }
     let peer = Peer {
         name: name.clone(),
-        token: fresh,
+        token: (ctx.fresh_token)(),
         conn,
-        link,
+        link: link.clone(),
         call: Call::Idle,
     };
     if peers.insert(peer).is_err() {
-        reply(&mut fx, id, Err(ErrorCode::Full));
-        return fx;
+        return out.answer(id, Err(ErrorCode::Full));
     }
     log::info!("{name} registered ({} online)", peers.len());
-    registered(&mut fx, peers, ctx, &name, id);
-    presence(&mut fx, &name, Status::Online);
-    fx
+    out.reply = registered(peers, ctx, &name, id);
+    presence(&mut out.effects, &name, Status::Online);
+    out
 }
 
+/// The `registered` message for `name`.
 fn registered<L, const N: usize>(
-    fx: &mut Effects<L>,
     peers: &Peers<L, N>,
-    ctx: &RegisterCtx,
+    ctx: &Ctx,
     name: &Name,
     id: Option<u32>,
-) {
-    let Some(me) = peers.by_name(name) else {
-        return;
-    };
+) -> Option<String> {
+    let me = peers.by_name(name)?;
     let msg = ServerMsg::Registered {
         protocol: crate::protocol::PROTOCOL_VERSION,
         name,
@@ -183,7 +247,7 @@ fn registered<L, const N: usize>(
         keyed: ctx.access_key.is_some(),
         id,
     };
-    send(fx, To::Me, &msg);
+    Some(msg.encode())
 }
 
 /// Everyone but `name`, with their status.
@@ -209,39 +273,29 @@ pub fn roster<L, const N: usize>(peers: &Peers<L, N>, conn: ConnId) -> Option<St
     Some(ServerMsg::Peers { peers: &others }.encode())
 }
 
-/// Any message but `register`, from registered connection `conn`.
-pub fn handle<L, const N: usize>(
+/// A message other than `register` from registered peer `me`.
+fn act<L, const N: usize>(
+    out: &mut Outcome<L>,
     peers: &mut Peers<L, N>,
-    conn: ConnId,
-    id: Option<u32>,
+    ctx: &Ctx,
+    me: &Name,
+    my_call: &Call,
     msg: &ClientMsg,
-) -> Effects<L> {
-    let mut fx = Effects::new();
-    let Some(me) = peers.by_conn(conn) else {
-        reply(&mut fx, id, Err(ErrorCode::NotRegistered));
-        return fx;
-    };
-    let me_name = me.name.clone();
-    let my_call = me.call.clone();
-    let result = match msg {
+) -> Result<(), ErrorCode> {
+    let fx = &mut out.effects;
+    match msg {
         ClientMsg::Register { .. } => Err(ErrorCode::AlreadyRegistered),
-        ClientMsg::Call { to } => call(&mut fx, peers, &me_name, &my_call, to),
-        ClientMsg::Accept { to } => match &my_call {
-            Call::Incoming { peer, .. } if peer.as_str() == to.as_ref() => {
-                let peer = peer.clone();
-                peers.set_call(&me_name, Call::Active { peer: peer.clone() });
-                peers.set_call(
-                    &peer,
-                    Call::Active {
-                        peer: me_name.clone(),
-                    },
-                );
-                log::info!("{me_name} -> accept {peer}");
-                send(
-                    &mut fx,
-                    To::Peer(peer),
-                    &ServerMsg::Accept { from: &me_name },
-                );
+        ClientMsg::Call { to } => {
+            call(fx, peers, me, my_call, to, ctx.now + ctx.ring_timeout)?;
+            out.ring_started = true;
+            Ok(())
+        }
+        ClientMsg::Accept { to } => match my_call {
+            Call::Incoming { peer } if peer.as_str() == to.as_ref() => {
+                peers.set_call(me, Call::Active { peer: peer.clone() });
+                peers.set_call(peer, Call::Active { peer: me.clone() });
+                log::info!("{me} -> accept {peer}");
+                send(fx, To::Peer(peer.clone()), &ServerMsg::Accept { from: me });
                 Ok(())
             }
             _ => Err(ErrorCode::NoCall),
@@ -249,32 +303,24 @@ pub fn handle<L, const N: usize>(
         ClientMsg::Hangup { to, reason } => match my_call.partner() {
             Some(peer) if peer.as_str() == to.as_ref() => {
                 let reason = reason.as_deref().unwrap_or("ended");
-                log::info!("{me_name} -> hangup {peer} ({reason})");
-                let msg = ServerMsg::Hangup {
-                    from: &me_name,
-                    reason,
-                };
-                send(&mut fx, To::Peer(peer.clone()), &msg);
-                end_call(&mut fx, peers, &me_name, peer);
+                log::info!("{me} -> hangup {peer} ({reason})");
+                let msg = ServerMsg::Hangup { from: me, reason };
+                send(fx, To::Peer(peer.clone()), &msg);
+                end_call(fx, peers, me, peer);
                 Ok(())
             }
             _ => Err(ErrorCode::NoCall),
         },
-        ClientMsg::Signal { to, data } => match &my_call {
+        ClientMsg::Signal { to, data } => match my_call {
             Call::Active { peer } if peer.as_str() == to.as_ref() => {
-                log::debug!("{me_name} -> signal {peer}: {}", data.get());
-                let msg = ServerMsg::Signal {
-                    from: &me_name,
-                    data,
-                };
-                send(&mut fx, To::Peer(peer.clone()), &msg);
+                log::debug!("{me} -> signal {peer}: {}", data.get());
+                let msg = ServerMsg::Signal { from: me, data };
+                send(fx, To::Peer(peer.clone()), &msg);
                 Ok(())
             }
             _ => Err(ErrorCode::NoCall),
         },
-    };
-    reply(&mut fx, id, result);
-    fx
+    }
 }
 
 fn call<L, const N: usize>(
@@ -283,6 +329,7 @@ fn call<L, const N: usize>(
     me: &Name,
     my_call: &Call,
     to: &str,
+    until: Instant,
 ) -> Result<(), ErrorCode> {
     let callee = name_of(to)
         .filter(|n| peers.by_name(n).is_some())
@@ -294,33 +341,16 @@ fn call<L, const N: usize>(
     if *my_call != Call::Idle || !callee_idle {
         return Err(ErrorCode::Busy);
     }
-    let ring = peers.next_ring();
-    peers.set_call(
-        me,
-        Call::Outgoing {
-            peer: callee.clone(),
-            ring,
-        },
-    );
-    peers.set_call(
-        &callee,
-        Call::Incoming {
-            peer: me.clone(),
-            ring,
-        },
-    );
+    let outgoing = Call::Outgoing {
+        peer: callee.clone(),
+        until,
+    };
+    peers.set_call(me, outgoing);
+    peers.set_call(&callee, Call::Incoming { peer: me.clone() });
     log::info!("{me} -> call {callee}");
     send(fx, To::Peer(callee.clone()), &ServerMsg::Call { from: me });
     presence(fx, me, Status::Busy);
     presence(fx, &callee, Status::Busy);
-    push(
-        fx,
-        Effect::Ring {
-            caller: me.clone(),
-            callee,
-            ring,
-        },
-    );
     Ok(())
 }
 
@@ -334,40 +364,38 @@ fn end_call<L, const N: usize>(fx: &mut Effects<L>, peers: &mut Peers<L, N>, a: 
     }
 }
 
-/// The ring timer fired. If the same ring is still unanswered, end it for both sides.
-pub fn ring_timeout<L, const N: usize>(
-    peers: &mut Peers<L, N>,
-    caller: &Name,
-    callee: &Name,
-    ring: u64,
-) -> Effects<L> {
+/// When the next unanswered ring runs out, if any is ringing.
+pub fn next_deadline<L, const N: usize>(peers: &Peers<L, N>) -> Option<Instant> {
+    peers
+        .iter()
+        .filter_map(|p| match p.call {
+            Call::Outgoing { until, .. } => Some(until),
+            _ => None,
+        })
+        .min()
+}
+
+/// End every ring whose deadline has passed by `now`: `hangup` with reason `timeout` to
+/// both sides. Returns the effects and whether more rings remain to expire later.
+pub fn expire<L, const N: usize>(peers: &mut Peers<L, N>, now: Instant) -> Effects<L> {
     let mut fx = Effects::new();
-    let still = |who: &Name, want: Call| peers.by_name(who).is_some_and(|p| p.call == want);
-    let ringing = still(
-        caller,
-        Call::Outgoing {
-            peer: callee.clone(),
-            ring,
-        },
-    ) && still(
-        callee,
-        Call::Incoming {
-            peer: caller.clone(),
-            ring,
-        },
-    );
-    if !ringing {
+    // One ring per pass keeps the effect list bounded; the clock calls again at once.
+    let due = peers.iter().find_map(|p| match &p.call {
+        Call::Outgoing { peer, until } if *until <= now => Some((p.name.clone(), peer.clone())),
+        _ => None,
+    });
+    let Some((caller, callee)) = due else {
         return fx;
-    }
+    };
     log::info!("{caller} -> call {callee}: no answer");
-    for (to, from) in [(caller, callee), (callee, caller)] {
+    for (to, from) in [(&caller, &callee), (&callee, &caller)] {
         let msg = ServerMsg::Hangup {
             from,
             reason: "timeout",
         };
         send(&mut fx, To::Peer(to.clone()), &msg);
     }
-    end_call(&mut fx, peers, caller, callee);
+    end_call(&mut fx, peers, &caller, &callee);
     fx
 }
 
@@ -396,31 +424,42 @@ pub fn disconnect<L, const N: usize>(peers: &mut Peers<L, N>, conn: ConnId) -> E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::decode;
 
     type T = Peers<u8, 4>;
 
-    fn ctx() -> RegisterCtx<'static> {
-        RegisterCtx {
-            access_key: None,
+    /// Every test peer gets this token.
+    fn test_token() -> Token {
+        Token::try_from("tok").unwrap()
+    }
+
+    fn ctx(key: Option<&'static str>) -> Ctx<'static> {
+        Ctx {
+            access_key: key,
             ice_servers: Box::leak(RawValue::from_string("[]".into()).unwrap()),
+            ring_timeout: Duration::from_secs(30),
+            now: Instant::now(),
+            fresh_token: &test_token,
         }
     }
 
-    fn token(s: &str) -> Token {
-        Token::try_from(s).unwrap()
+    /// `json` from connection `conn` (whose link is `conn as u8`).
+    fn frame_from(t: &mut T, c: &Ctx, conn: ConnId, json: &str) -> Outcome<u8> {
+        let inbound = Inbound {
+            text: Some(json),
+            over_rate: false,
+        };
+        handle(t, c, conn, &(conn as u8), inbound)
     }
 
-    fn reg(t: &mut T, conn: ConnId, name: &str) -> Effects<u8> {
-        register(
+    fn msg(t: &mut T, conn: ConnId, json: &str) -> Outcome<u8> {
+        frame_from(t, &ctx(None), conn, json)
+    }
+
+    fn reg(t: &mut T, conn: ConnId, name: &str) -> Outcome<u8> {
+        msg(
             t,
-            &ctx(),
             conn,
-            conn as u8,
-            false,
-            None,
-            (name, None, None),
-            token(&format!("tok-{name}")),
+            &format!(r#"{{"type":"register","name":"{name}"}}"#),
         )
     }
 
@@ -433,25 +472,21 @@ mod tests {
             .collect()
     }
 
-    fn msg(t: &mut T, conn: ConnId, json: &str) -> Effects<u8> {
-        let (id, m) = decode(json).unwrap();
-        handle(t, conn, id, &m)
+    fn reply(out: &Outcome<u8>) -> &str {
+        out.reply.as_deref().unwrap_or("")
     }
 
     #[test]
     fn register_announces_and_lists_others() {
         let mut t = T::new(4);
         reg(&mut t, 1, "door");
-        let fx = reg(&mut t, 2, "kitchen");
-        let out = texts(&fx);
-        assert!(
-            out[0]
-                .1
-                .contains(r#""peers":[{"name":"door","status":"online"}]"#)
-        );
-        assert_eq!(out[1].0, r#"AllExcept("kitchen")"#);
+        let out = reg(&mut t, 2, "kitchen");
+        assert!(reply(&out).contains(r#""peers":[{"name":"door","status":"online"}]"#));
+        assert!(reply(&out).contains(r#""keyed":false"#));
+        let fx = texts(&out.effects);
+        assert_eq!(fx[0].0, r#"AllExcept("kitchen")"#);
         assert_eq!(
-            out[1].1,
+            fx[0].1,
             r#"{"type":"peer","name":"kitchen","status":"online"}"#
         );
     }
@@ -475,23 +510,23 @@ mod tests {
         let mut t = T::new(4);
         reg(&mut t, 1, "a");
         reg(&mut t, 2, "b");
-        let fx = msg(&mut t, 1, r#"{"type":"signal","to":"b","data":1,"id":3}"#);
-        assert!(texts(&fx)[0].1.contains("no_call"));
-        let fx = msg(&mut t, 1, r#"{"type":"call","to":"b","id":4}"#);
-        let out = texts(&fx);
-        assert_eq!(out[0].1, r#"{"type":"call","from":"a"}"#);
-        assert!(fx.iter().any(|e| matches!(e, Effect::Ring { ring: 1, .. })));
-        assert_eq!(out.last().unwrap().1, r#"{"type":"ack","id":4}"#);
-        let fx = msg(&mut t, 2, r#"{"type":"accept","to":"a"}"#);
-        assert_eq!(texts(&fx)[0].1, r#"{"type":"accept","from":"b"}"#);
-        let fx = msg(&mut t, 2, r#"{"type":"signal","to":"a","data":{"x" : 1}}"#);
+        let out = msg(&mut t, 1, r#"{"type":"signal","to":"b","data":1,"id":3}"#);
+        assert!(reply(&out).contains("no_call"));
+        let out = msg(&mut t, 1, r#"{"type":"call","to":"b","id":4}"#);
+        assert_eq!(texts(&out.effects)[0].1, r#"{"type":"call","from":"a"}"#);
+        assert!(out.ring_started);
+        assert_eq!(reply(&out), r#"{"type":"ack","id":4}"#);
+        let out = msg(&mut t, 2, r#"{"type":"accept","to":"a"}"#);
+        assert_eq!(texts(&out.effects)[0].1, r#"{"type":"accept","from":"b"}"#);
+        assert_eq!(out.reply, None, "no id, no ack");
+        let out = msg(&mut t, 2, r#"{"type":"signal","to":"a","data":{"x" : 1}}"#);
         assert_eq!(
-            texts(&fx)[0].1,
+            texts(&out.effects)[0].1,
             r#"{"type":"signal","from":"b","data":{"x" : 1}}"#
         );
-        let fx = msg(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
+        let out = msg(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
         assert_eq!(
-            texts(&fx)[0].1,
+            texts(&out.effects)[0].1,
             r#"{"type":"hangup","from":"a","reason":"ended"}"#
         );
         assert_eq!(t.by_name("a").unwrap().call, Call::Idle);
@@ -499,19 +534,26 @@ mod tests {
     }
 
     #[test]
-    fn ring_timeout_only_for_the_same_ring() {
+    fn rings_expire_at_their_deadline() {
         let mut t = T::new(4);
         reg(&mut t, 1, "a");
         reg(&mut t, 2, "b");
-        msg(&mut t, 1, r#"{"type":"call","to":"b"}"#);
-        let (a, b) = (Name::try_from("a").unwrap(), Name::try_from("b").unwrap());
-        assert!(ring_timeout(&mut t, &a, &b, 99).is_empty());
-        let fx = ring_timeout(&mut t, &a, &b, 1);
-        let out = texts(&fx);
+        let c = ctx(None);
+        frame_from(&mut t, &c, 1, r#"{"type":"call","to":"b"}"#);
+        let until = c.now + c.ring_timeout;
+        assert_eq!(next_deadline(&t), Some(until));
+        assert!(expire(&mut t, until - Duration::from_millis(1)).is_empty());
+        let out = texts(&expire(&mut t, until));
         assert!(out.iter().any(|(to, m)| to == r#"Peer("a")"#
             && m == r#"{"type":"hangup","from":"b","reason":"timeout"}"#));
         assert!(out.iter().any(|(to, m)| to == r#"Peer("b")"#
             && m == r#"{"type":"hangup","from":"a","reason":"timeout"}"#));
+        assert_eq!(next_deadline(&t), None);
+        // An answered ring has no deadline any more.
+        frame_from(&mut t, &c, 1, r#"{"type":"call","to":"b"}"#);
+        msg(&mut t, 2, r#"{"type":"accept","to":"a"}"#);
+        assert_eq!(next_deadline(&t), None);
+        assert!(expire(&mut t, until + c.ring_timeout).is_empty());
     }
 
     #[test]
@@ -520,30 +562,12 @@ mod tests {
         reg(&mut t, 1, "a");
         reg(&mut t, 2, "b");
         msg(&mut t, 1, r#"{"type":"call","to":"b"}"#);
-        let c = ctx();
-        let fx = register(
-            &mut t,
-            &c,
-            3,
-            3,
-            false,
-            None,
-            ("a", Some("x"), None),
-            token("n"),
-        );
-        assert!(texts(&fx)[0].1.contains("name_taken"));
-        let fx = register(
-            &mut t,
-            &c,
-            3,
-            3,
-            false,
-            None,
-            ("a", Some("tok-a"), None),
-            token("n"),
-        );
-        assert!(matches!(fx[0], Effect::Replace(1)));
-        assert_eq!(texts(&fx).len(), 1, "nobody else hears of a resume");
+        let out = msg(&mut t, 3, r#"{"type":"register","name":"a","token":"x"}"#);
+        assert!(reply(&out).contains("name_taken"));
+        let out = msg(&mut t, 3, r#"{"type":"register","name":"a","token":"tok"}"#);
+        assert!(matches!(out.effects[0], Effect::Replace(1)));
+        assert_eq!(out.effects.len(), 1, "nobody else hears of a resume");
+        assert!(reply(&out).contains(r#""type":"registered""#));
         assert!(matches!(t.by_conn(3).unwrap().call, Call::Outgoing { .. }));
         assert!(
             disconnect(&mut t, 1).is_empty(),
@@ -573,49 +597,50 @@ mod tests {
     }
 
     #[test]
-    fn errors_in_order() {
+    fn frames_are_checked_in_order() {
+        let mut t = T::new(4);
+        let c = ctx(None);
+        // Over the rate: refused by id, never decoded (this is not even JSON).
+        let over = Inbound {
+            text: Some(r#"{"type":"call","id":8,"#),
+            over_rate: true,
+        };
+        let out = handle(&mut t, &c, 1, &1, over);
+        assert!(reply(&out).contains(r#""id":8,"code":"rate_limited""#));
+        let binary = Inbound {
+            text: None,
+            over_rate: false,
+        };
+        let out = handle(&mut t, &c, 1, &1, binary);
+        assert!(reply(&out).contains(r#""code":"bad_message""#));
+        let out = msg(&mut t, 1, r#"{"type":"dance","id":2}"#);
+        assert!(reply(&out).contains(r#""id":2,"code":"bad_message""#));
+        let out = msg(&mut t, 1, r#"{"type":"call","to":"x","id":3}"#);
+        assert!(reply(&out).contains(r#""id":3,"code":"not_registered""#));
+        reg(&mut t, 1, "a");
+        let out = msg(&mut t, 1, r#"{"type":"call","to":"a","id":4}"#);
+        assert!(reply(&out).contains(r#""id":4,"code":"self_call""#));
+        let out = msg(&mut t, 1, r#"{"type":"call","to":"nobody","id":5}"#);
+        assert!(reply(&out).contains(r#""id":5,"code":"peer_not_found""#));
+    }
+
+    #[test]
+    fn register_errors_in_order() {
         let mut t = T::new(1);
-        let c = RegisterCtx {
-            access_key: Some("k"),
-            ..ctx()
+        let c = ctx(Some("k"));
+        let r = |t: &mut T, conn, name: &str, key: &str| {
+            let json = format!(r#"{{"type":"register","name":"{name}","key":"{key}","id":1}}"#);
+            frame_from(t, &c, conn, &json)
         };
-        let r = |t: &mut T, already, name: &str, key| {
-            let fx = register(t, &c, 9, 9, already, Some(1), (name, None, key), token("z"));
-            texts(&fx)[0].1.clone()
-        };
-        assert!(r(&mut t, true, "", None).contains("already_registered"));
-        assert!(r(&mut t, false, "", Some("bad")).contains("unauthorized"));
-        assert!(r(&mut t, false, " x", Some("k")).contains("name_invalid"));
-        assert!(r(&mut t, false, "x", Some("k")).contains("registered"));
-        assert!(r(&mut t, false, "x", Some("k")).contains("name_taken"));
-        assert!(r(&mut t, false, "X", Some("k")).contains("name_taken"));
-        assert!(r(&mut t, false, "y", Some("k")).contains(r#""code":"full""#));
-        // A wrong key is marked for the session to count.
-        let fx = register(
-            &mut t,
-            &c,
-            8,
-            8,
-            false,
-            None,
-            ("y", None, Some("no")),
-            token("z"),
-        );
-        assert!(fx.iter().any(|e| matches!(e, Effect::WrongKey)));
-        let fx = register(
-            &mut t,
-            &c,
-            8,
-            8,
-            false,
-            None,
-            ("y", None, Some("k")),
-            token("z"),
-        );
-        assert!(!fx.iter().any(|e| matches!(e, Effect::WrongKey)));
-        let e = texts(&msg(&mut t, 9, r#"{"type":"call","to":"x"}"#));
-        assert!(e[0].1.contains("self_call"));
-        let e = texts(&msg(&mut t, 9, r#"{"type":"call","to":"nobody","id":5}"#));
-        assert!(e[0].1.contains(r#""id":5,"code":"peer_not_found""#));
+        assert!(reply(&r(&mut t, 9, "", "bad")).contains("unauthorized"));
+        assert!(r(&mut t, 9, "", "bad").wrong_key);
+        assert!(reply(&r(&mut t, 9, " x", "k")).contains("name_invalid"));
+        assert!(!r(&mut t, 9, " x", "k").wrong_key);
+        let ok = r(&mut t, 9, "x", "k");
+        assert!(reply(&ok).contains(r#""keyed":true"#));
+        assert!(reply(&r(&mut t, 9, "x", "bad")).contains("already_registered"));
+        assert!(reply(&r(&mut t, 8, "x", "k")).contains("name_taken"));
+        assert!(reply(&r(&mut t, 8, "X", "k")).contains("name_taken"));
+        assert!(reply(&r(&mut t, 8, "y", "k")).contains(r#""code":"full""#));
     }
 }

@@ -1,5 +1,6 @@
-//! The accept loops and the state they share. [`run`] takes already-bound listeners, so
-//! tests bind port 0 and a service manager could hand sockets over.
+//! The two ports: accept loops, TLS and HTTP per socket, and the hand-over of an upgraded
+//! socket to `session.rs`. [`run`] takes already-bound listeners, so tests bind port 0 and
+//! a service manager could hand sockets over.
 //!
 //! Everything runs on one `LocalExecutor` on the calling thread. Each accepted socket gets
 //! its own task; TLS and the request head happen inside that task under
@@ -9,17 +10,15 @@
 //! its whole life, and its task races everything it does against `Slot::evicted`, so a
 //! socket evicted to make room closes at once, whatever state it is in.
 
-use crate::config::Config;
+use crate::clock::timeout;
 use crate::http::{self, Head, HeadError, HttpCtx, Response, Route, Www};
-use crate::peers::Peers;
-use crate::session::{self, Link};
+use crate::session::{self, Hub};
 use crate::slots::{Registry, Slot};
+use crate::tls::Acceptor;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
-use smol::channel::{self, Receiver, Sender};
 use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Timer};
-use std::cell::{Cell, RefCell};
-use std::io::Read;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -37,134 +36,63 @@ pub const KEEPALIVE_LIFETIME: Duration = Duration::from_secs(60);
 /// read cannot hold its task forever.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `Some(value)` when `fut` finishes within `d`.
-pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    async { Some(fut.await) }
-        .or(async {
-            Timer::after(d).await;
-            None
-        })
-        .await
+/// What the HTTP side serves besides the [`Hub`]: the web client, the CA, the TLS
+/// acceptor (swapped by a certificate renewal; each handshake uses the one current then).
+pub struct Server {
+    pub hub: Rc<Hub>,
+    pub acceptor: Acceptor,
+    www: Www,
+    ca_pem: Option<Vec<u8>>,
+    /// The plain-HTTP port, once bound: `/healthz` tells pages where the guide is.
+    http_port: Cell<Option<u16>>,
 }
 
-/// State shared by every task. Only `peers` is mutable beyond counters, and its borrow
-/// never crosses an `.await`.
-pub struct Shared {
-    pub cfg: Config,
-    pub peers: RefCell<Peers<Link>>,
-    pub www: Www,
-    pub ca_pem: Option<Vec<u8>>,
-    /// Swapped by a certificate renewal; each handshake uses the one current then.
-    pub acceptor: crate::tls::Acceptor,
-    /// Closed at shutdown: every session's `recv()` on it then returns at once.
-    pub stop: Receiver<()>,
-    /// Timers of rings started (ring id, task). Dropping a task cancels its timer; see
-    /// `session::deliver`, which keeps only rings still ringing.
-    pub rings: RefCell<Vec<(u64, smol::Task<()>)>>,
-    /// Wrong access keys per source address, for rate-limited warnings.
-    pub key_refusals: RefCell<session::KeyRefusals>,
-    stop_tx: Sender<()>,
-    websockets: Rc<Cell<usize>>,
-    next_conn: Cell<u64>,
-    started: Instant,
-    urandom: RefCell<std::fs::File>,
-}
-
-/// Decrements a counter when dropped.
-pub struct Open(Rc<Cell<usize>>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
-impl Shared {
-    pub fn new(cfg: Config, www: Www, tls: crate::tls::Tls) -> std::io::Result<Rc<Shared>> {
-        let (stop_tx, stop) = channel::bounded(1);
-        Ok(Rc::new(Shared {
-            peers: RefCell::new(Peers::new(cfg.max_peers)),
-            cfg,
+impl Server {
+    pub fn new(hub: Rc<Hub>, www: Www, tls: crate::tls::Tls) -> Rc<Server> {
+        Rc::new(Server {
+            hub,
+            acceptor: tls.acceptor,
             www,
             ca_pem: tls.ca_pem,
-            acceptor: tls.acceptor,
-            stop,
-            rings: RefCell::new(Vec::new()),
-            key_refusals: RefCell::new(session::KeyRefusals::default()),
-            stop_tx,
-            websockets: Rc::new(Cell::new(0)),
-            next_conn: Cell::new(0),
-            started: Instant::now(),
-            urandom: RefCell::new(std::fs::File::open("/dev/urandom")?),
-        }))
+            http_port: Cell::new(None),
+        })
     }
 
-    pub fn next_conn(&self) -> u64 {
-        self.next_conn.set(self.next_conn.get() + 1);
-        self.next_conn.get()
-    }
-
-    /// Count an open WebSocket until the returned guard drops.
-    pub fn ws_opened(&self) -> Open {
-        self.websockets.set(self.websockets.get() + 1);
-        Open(self.websockets.clone())
-    }
-
-    pub fn websockets(&self) -> usize {
-        self.websockets.get()
-    }
-
-    /// Fill `buf` from the OS random source.
-    pub fn random(&self, buf: &mut [u8]) {
-        if self.urandom.borrow_mut().read_exact(buf).is_err() {
-            // /dev/urandom does not fail once open; fall back to OpenSSL's CSPRNG.
-            let _ = openssl::rand::rand_bytes(buf);
+    fn http_ctx<'a>(&'a self, health: &'a dyn Fn() -> String) -> HttpCtx<'a> {
+        HttpCtx {
+            www: &self.www,
+            ca_pem: self.ca_pem.as_deref(),
+            allowed_origins: &self.hub.cfg.allow_origin,
+            health,
         }
-    }
-
-    /// Begin shutdown: every session closes with 1001.
-    pub fn stop(&self) {
-        self.stop_tx.close();
-    }
-
-    pub fn health(&self) -> String {
-        format!(
-            r#"{{"status":"ok","peers":{},"connections":{},"uptime_s":{},"version":"{}"}}"#,
-            self.peers.borrow().len(),
-            self.websockets(),
-            self.started.elapsed().as_secs(),
-            env!("CARGO_PKG_VERSION"),
-        )
     }
 }
 
-/// Serve until `stop` is called on `shared`, then give sessions [`SHUTDOWN_GRACE`] to
-/// close and return.
+/// Serve until the hub is stopped, then give sessions [`SHUTDOWN_GRACE`] to close.
 pub async fn run<'ex>(
     ex: &'ex LocalExecutor<'ex>,
-    shared: Rc<Shared>,
+    server: Rc<Server>,
     listener: TcpListener,
     plain: Option<TcpListener>,
 ) {
     let https_port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
     cap_kernel_buffers(&listener);
-    if let Some(plain) = &plain {
-        cap_kernel_buffers(plain);
-    }
     if let Some(plain) = plain {
-        ex.spawn(plain_loop(ex, shared.clone(), plain, https_port))
+        cap_kernel_buffers(&plain);
+        server
+            .http_port
+            .set(plain.local_addr().ok().map(|a| a.port()));
+        ex.spawn(plain_loop(ex, server.clone(), plain, https_port))
             .detach();
     }
-    let accepting = accept_loop(ex, shared.clone(), listener);
-    let stopped = async {
-        let _ = shared.stop.recv().await;
-    };
-    accepting.or(stopped).await;
-    log::info!("shutting down: closing {} connections", shared.websockets());
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
-    while shared.websockets() > 0 && Instant::now() < deadline {
-        Timer::after(Duration::from_millis(10)).await;
-    }
+    let hub = server.hub.clone();
+    ex.spawn(async move { hub.ring_clock().await }).detach();
+    let hub = &server.hub;
+    accept_loop(ex, server.clone(), listener)
+        .or(hub.stopped())
+        .await;
+    log::info!("shutting down: closing {} connections", hub.websockets());
+    let _ = timeout(SHUTDOWN_GRACE, hub.all_closed()).await;
 }
 
 /// Kernel socket buffer per direction, set on the listeners so every accepted socket
@@ -224,18 +152,17 @@ async fn accept_slot(
     }
 }
 
-async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, listener: TcpListener) {
-    let sockets = Registry::new(shared.cfg.max_sockets(), shared.cfg.max_per_ip);
+async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, server: Rc<Server>, listener: TcpListener) {
+    let cfg = &server.hub.cfg;
+    let sockets = Registry::new(cfg.max_sockets(), cfg.max_per_ip);
     loop {
         let Some((stream, slot)) = accept_slot(&listener, &sockets, "TLS").await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
+        let server = server.clone();
         ex.spawn(async move {
-            connection(ex, shared, stream, &slot)
-                .or(slot.evicted())
-                .await;
+            connection(&server, stream, &slot).or(slot.evicted()).await;
         })
         .detach();
     }
@@ -243,41 +170,25 @@ async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, liste
 
 /// One socket on the TLS port: TLS, then HTTP requests (keep-alive) until one upgrades
 /// to a WebSocket or the connection ends.
-async fn connection<'ex>(
-    ex: &'ex LocalExecutor<'ex>,
-    shared: Rc<Shared>,
-    tcp: TcpStream,
-    slot: &Slot,
-) {
-    let timeout = shared.cfg.handshake_timeout;
-    let tls = async { shared.acceptor.accept(tcp).await.map_err(Some) }
-        .or(async {
-            Timer::after(timeout).await;
-            Err(None)
-        })
-        .await;
-    let tls = match tls {
-        Ok(s) => s,
-        Err(e) => {
-            log::debug!(
-                "TLS handshake failed: {}",
-                e.map_or("timeout".into(), |e| e.to_string())
-            );
-            return;
-        }
+async fn connection(server: &Server, tcp: TcpStream, slot: &Slot) {
+    let handshake = server.hub.cfg.handshake_timeout;
+    let tls = match timeout(handshake, server.acceptor.accept(tcp)).await {
+        Some(Ok(tls)) => tls,
+        Some(Err(e)) => return log::debug!("{}: TLS handshake failed: {e}", slot.ip()),
+        None => return log::debug!("{}: TLS handshake timed out", slot.ip()),
     };
-    requests(ex, shared, tls, slot).await;
+    requests(server, tls, slot).await;
 }
 
 /// HTTP requests on one TLS connection, kept alive within [`KEEPALIVE_IDLE`],
 /// [`MAX_REQUESTS`] and [`KEEPALIVE_LIFETIME`], until one upgrades to a WebSocket or the
 /// connection ends. Every wait is bounded: the head by `--handshake-timeout`, each write
 /// by [`WRITE_TIMEOUT`].
-async fn requests<'ex, S>(ex: &'ex LocalExecutor<'ex>, shared: Rc<Shared>, mut tls: S, slot: &Slot)
+async fn requests<S>(server: &Server, mut tls: S, slot: &Slot)
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'ex,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    let handshake = shared.cfg.handshake_timeout;
+    let handshake = server.hub.cfg.handshake_timeout;
     let mut buf = Vec::with_capacity(1024);
     let end_of_life = Instant::now() + KEEPALIVE_LIFETIME;
     let mut served = 0;
@@ -287,15 +198,15 @@ where
             let idle = KEEPALIVE_IDLE
                 .min(handshake)
                 .min(end_of_life.saturating_duration_since(Instant::now()));
-            match timeout(idle, http::read_more(&mut tls, &mut buf)).await {
-                Some(Ok(n)) if n > 0 => {}
-                _ => {
-                    log::debug!(
-                        "{}: keep-alive connection closed after {served} requests",
-                        slot.ip()
-                    );
-                    return;
-                }
+            if !matches!(
+                timeout(idle, http::read_more(&mut tls, &mut buf)).await,
+                Some(Ok(1..))
+            ) {
+                log::debug!(
+                    "{}: keep-alive connection closed after {served} requests",
+                    slot.ip()
+                );
+                return;
             }
         }
         let head = timeout(handshake, http::read_head(&mut tls, &mut buf))
@@ -303,24 +214,12 @@ where
             .unwrap_or(Err(HeadError::Closed));
         let (head, len) = match head {
             Ok(h) => h,
-            Err(e) => {
-                head_error(&mut tls, e).await;
-                return;
-            }
+            Err(e) => return head_error(&mut tls, e).await,
         };
-        let health = || shared.health();
-        let ctx = HttpCtx {
-            www: &shared.www,
-            ca_pem: shared.ca_pem.as_deref(),
-            allowed_origins: &shared.cfg.allow_origin,
-            health: &health,
-        };
-        match http::route(&head, &ctx) {
+        let health = || server.hub.health(server.http_port.get()).encode();
+        match http::route(&head, &server.http_ctx(&health), http::Port::Tls) {
             Route::Upgrade(accept) => {
-                let reply = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                     Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-                );
+                let reply = http::switching_protocols(&accept);
                 let sent = async {
                     tls.write_all(reply.as_bytes()).await?;
                     tls.flush().await
@@ -329,41 +228,15 @@ where
                     return;
                 }
                 let part = buf.split_off(len);
-                session::run(ex, shared, tls, part, slot).await;
-                return;
+                return session::run(&server.hub, tls, part, slot).await;
             }
             Route::Respond(mut resp) => {
                 served += 1;
                 if served >= MAX_REQUESTS || Instant::now() >= end_of_life {
                     resp.close = true;
                 }
-                log_request(&head, &resp);
-                let sent = timeout(WRITE_TIMEOUT, http::write_response(&mut tls, &resp)).await;
-                match sent {
-                    Some(Ok(())) if !resp.close => {}
-                    Some(Ok(())) => {
-                        let _ = timeout(WRITE_TIMEOUT, tls.close()).await;
-                        return;
-                    }
-                    // A client that does not read gets no polite close either.
-                    Some(Err(e)) => {
-                        log::debug!(
-                            "{}: {} {}: not written: {e}",
-                            slot.ip(),
-                            head.method,
-                            head.target
-                        );
-                        return;
-                    }
-                    None => {
-                        log::debug!(
-                            "{}: {} {}: not written within {WRITE_TIMEOUT:?}: closing",
-                            slot.ip(),
-                            head.method,
-                            head.target
-                        );
-                        return;
-                    }
+                if !respond(&mut tls, &head, &resp, slot).await || resp.close {
+                    return;
                 }
                 buf.drain(..len);
             }
@@ -371,8 +244,35 @@ where
     }
 }
 
-fn log_request(head: &Head, resp: &Response) {
+/// Write one response within [`WRITE_TIMEOUT`]; `false` when the connection must end (a
+/// client that does not read gets no polite close either). Closes after a response that
+/// says so.
+async fn respond<S>(io: &mut S, head: &Head, resp: &Response, slot: &Slot) -> bool
+where
+    S: AsyncWrite + Unpin,
+{
     log::debug!("{} {} -> {}", head.method, head.target, resp.status);
+    match timeout(WRITE_TIMEOUT, http::write_response(io, resp)).await {
+        Some(Ok(())) => {
+            if resp.close {
+                let _ = timeout(WRITE_TIMEOUT, io.close()).await;
+            }
+            true
+        }
+        Some(Err(e)) => {
+            let (method, target) = (&head.method, &head.target);
+            log::debug!("{}: {method} {target}: not written: {e}", slot.ip());
+            false
+        }
+        None => {
+            let (method, target) = (&head.method, &head.target);
+            log::debug!(
+                "{}: {method} {target}: not written within {WRITE_TIMEOUT:?}",
+                slot.ip()
+            );
+            false
+        }
+    }
 }
 
 /// Answer a broken request head (431 or 400) where the client can still hear it.
@@ -390,30 +290,37 @@ async fn head_error<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, e: HeadError)
     let _ = timeout(WRITE_TIMEOUT, io.close()).await;
 }
 
-/// The optional plain-HTTP port: the CA, the install guide, redirects to HTTPS.
+/// The optional plain-HTTP port: the CA, the set-up guide, redirects to HTTPS. One
+/// request per connection.
 async fn plain_loop<'ex>(
     ex: &'ex LocalExecutor<'ex>,
-    shared: Rc<Shared>,
+    server: Rc<Server>,
     listener: TcpListener,
     https_port: u16,
 ) {
     // Nothing here ever registers: every socket is evictable, and one address may hold
     // at most `--max-per-ip` of them.
-    let sockets = Registry::new(crate::config::EXTRA_SOCKETS, shared.cfg.max_per_ip);
+    let cfg = &server.hub.cfg;
+    let sockets = Registry::new(crate::config::EXTRA_SOCKETS, cfg.max_per_ip);
     loop {
         let Some((mut tcp, slot)) = accept_slot(&listener, &sockets, "plain HTTP").await else {
             continue;
         };
-        let shared = shared.clone();
+        let server = server.clone();
         ex.spawn(async move {
-            let handshake = shared.cfg.handshake_timeout;
+            let handshake = server.hub.cfg.handshake_timeout;
             let mut buf = Vec::with_capacity(512);
             let work = async {
                 match timeout(handshake, http::read_head(&mut tcp, &mut buf)).await {
                     Some(Ok((head, _))) => {
-                        let mut r = http::route_plain(&head, shared.ca_pem.as_deref(), https_port);
-                        r.close = true;
-                        let _ = timeout(WRITE_TIMEOUT, http::write_response(&mut tcp, &r)).await;
+                        let health = || String::new();
+                        let port = http::Port::Plain { https_port };
+                        if let Route::Respond(mut r) =
+                            http::route(&head, &server.http_ctx(&health), port)
+                        {
+                            r.close = true;
+                            respond(&mut tcp, &head, &r, &slot).await;
+                        }
                     }
                     Some(Err(e)) => head_error(&mut tcp, e).await,
                     None => {}

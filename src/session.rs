@@ -1,28 +1,28 @@
-//! One WebSocket's life, run to completion: set up its outbox and writer, read frames
-//! until something ends it, then clean up (free the name, hang up its call, say goodbye
-//! with the right close code). All protocol decisions are delegated to `relay.rs`; this
-//! file only moves bytes and keeps time.
+//! One WebSocket's life, served by one task from start to end: open, serve until
+//! something ends it, close. The task owns the stream and waits on the next frame, its
+//! outbox, a kick, shutdown, an eviction and its next deadline together, so there is no
+//! writer task, no lock between halves of the stream and no extra wake-up per message.
 //!
-//! Tasks per connection, all on the one thread: the session (reads), a writer (drains
-//! the bounded outbox into the socket) and a ticker (pings, idle and register timeouts).
-//! The peer table is borrowed only inside the synchronous `deliver`/`relay` calls, never
-//! across an `.await`.
+//! All protocol decisions are `relay.rs`'s: this file moves bytes, keeps time and carries
+//! outcomes out. The [`Hub`] is what every session shares (the peer table, the
+//! configuration, shutdown, the ring clock); its borrows never cross an `.await`.
 
-use crate::peers::{Call, ConnId, Token};
-use crate::protocol::{ClientMsg, ErrorCode, MAX_WRONG_KEYS, Name, ServerMsg, decode, peek_id};
-use crate::relay::{self, Effect, Effects, RegisterCtx, To};
-use crate::server::Shared;
+use crate::clock::timeout;
+use crate::config::Config;
+use crate::peers::{ConnId, Peers, fresh_token};
+use crate::protocol::{ErrorCode, Health, MAX_WRONG_KEYS, ServerMsg};
+use crate::relay::{self, Ctx, Effect, Effects, Inbound, To};
 use crate::slots::Slot;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt, StreamExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt, StreamExt, future};
 use futures_util::SinkExt;
+use smol::Timer;
 use smol::channel::{self, Receiver, Sender};
-use smol::{LocalExecutor, Timer};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -42,12 +42,25 @@ const RATE_CALM: Duration = Duration::from_secs(1);
 const KEY_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// Source addresses whose wrong keys are being counted between warning lines.
 const KEY_REPORT_ADDRESSES: usize = 32;
+/// Bytes queued for every connection together may reach this many outboxes' worth: past
+/// that, the connection holding the most is cut, so the worst case of the whole server
+/// does not grow with the number of stalled receivers.
+pub const QUEUED_TOTAL_OUTBOXES: usize = 16;
+/// Events handled back to back before the session flushes and lets other tasks run.
+const READY_BEFORE_YIELD: u32 = 32;
+/// Messages found queued together are written as one TLS record of up to this many bytes
+/// (one `sendto`), instead of one record and one send each.
+pub const WRITE_BATCH: usize = 16 * 1024;
 
-/// Something queued for a connection's writer.
-#[derive(Debug)]
-pub enum Out {
-    Text(Utf8Bytes),
-    Ping,
+/// WebSocket limits sized for small signaling messages: a 4 KiB read buffer; writes
+/// gathered up to [`WRITE_BATCH`] until the session flushes.
+pub fn ws_config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(WRITE_BATCH)
+        .max_write_buffer_size(WRITE_BATCH + max_message + 1024)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
 }
 
 /// Why someone else ends a session.
@@ -57,63 +70,52 @@ pub enum Kick {
     Replaced,
     /// A relay found the outbox full (1008).
     SlowConsumer,
-    /// No `register` within `--register-timeout` (4000).
-    RegisterTimeout,
-    /// No frame within `--idle-timeout`: dropped.
-    Idle,
 }
 
-/// Half an outbox (at least one message): where a connection's reader pauses, and all that
-/// presence updates may fill.
-fn half(capacity: Option<usize>) -> usize {
-    (capacity.unwrap_or(2) / 2).max(1)
-}
-
-/// How the peer table reaches a connection: its outbox, its kick channel, and the mark
-/// that a presence update found the outbox half full.
+/// How the peer table reaches a connection: its outbox (bounded by count and by bytes),
+/// its kick channel, and the mark that a presence update found the outbox half full.
 #[derive(Debug, Clone)]
 pub struct Link {
-    outbox: Sender<Out>,
+    outbox: Sender<Utf8Bytes>,
     kick: Sender<Kick>,
     stale: Rc<Cell<bool>>,
-    /// Bytes waiting in `outbox`: the outbox is bounded by `--outbox-bytes` as well as
-    /// by count, so the worst case of every connection has a fixed memory budget.
+    /// Bytes queued for the connection and not yet flushed into TLS: the outbox, and
+    /// what waits in the WebSocket write buffer of a client that stopped reading.
     queued: Rc<Cell<usize>>,
     budget: usize,
+    /// Bytes queued for every connection together (shared by all links).
+    total: Rc<Cell<usize>>,
 }
 
 impl Link {
-    /// Whether the outbox is at least half full, by count or by bytes: the owner's reader
-    /// pauses, and presence no longer fits.
+    /// Whether the outbox is at least half full, by count or by bytes: presence no
+    /// longer fits.
     fn half_full(&self) -> bool {
-        self.outbox.len() >= half(self.outbox.capacity()) || self.queued.get() >= self.budget / 2
+        let count = self.outbox.len() >= (self.outbox.capacity().unwrap_or(2) / 2).max(1);
+        count || self.queued.get() >= self.budget / 2
     }
 
-    /// Queue without waiting; `false` when the message does not fit (count or bytes).
+    /// Queue without waiting; `false` when the message does not fit `limit` bytes or
+    /// the outbox is full.
     fn try_queue(&self, text: Utf8Bytes, limit: usize) -> bool {
         let len = text.len();
-        if self.queued.get() + len > limit {
+        if self.queued.get() + len > limit || self.outbox.try_send(text).is_err() {
             return false;
         }
-        match self.outbox.try_send(Out::Text(text)) {
-            Ok(()) => {
-                self.queued.set(self.queued.get() + len);
-                true
-            }
-            Err(_) => false,
+        self.add(len as isize);
+        true
+    }
+
+    /// Count bytes in (positive) or out (negative) of this outbox and of the total.
+    fn add(&self, n: isize) {
+        for c in [&self.queued, &self.total] {
+            c.set(c.get().saturating_add_signed(n));
         }
     }
 
-    /// Queue a reply to the connection's own message, waiting for room by count (the
-    /// reader pauses at half an outbox, so its own replies always fit the byte budget).
-    async fn queue_own(&self, text: Utf8Bytes) -> bool {
-        let len = text.len();
-        self.queued.set(self.queued.get() + len);
-        let sent = self.outbox.send(Out::Text(text)).await.is_ok();
-        if !sent {
-            self.queued.set(self.queued.get() - len);
-        }
-        sent
+    /// Cut this connection: it is not keeping up.
+    fn cut(&self) {
+        let _ = self.kick.try_send(Kick::SlowConsumer);
     }
 }
 
@@ -148,19 +150,188 @@ impl KeyRefusals {
     }
 }
 
-/// The writer's side of a connection.
-struct WriterEnds {
-    outbox: Receiver<Out>,
-    close: Receiver<Option<CloseFrame>>,
-    /// Told when the outbox falls below half, so a paused reader resumes.
-    drained: Sender<()>,
-    /// Set by [`deliver`] when a presence update was dropped: once the outbox is empty,
-    /// the writer sends the whole list ([`relay::roster`]) instead.
-    stale: Rc<Cell<bool>>,
-    /// Bytes in the outbox, decremented as the writer takes them.
-    queued: Rc<Cell<usize>>,
-    budget: usize,
-    conn: ConnId,
+/// What every session shares: the configuration, the peer table, shutdown and the ring
+/// clock. Built once in `main`; the HTTP side (`server.rs`) holds one and knows nothing of
+/// its inside.
+pub struct Hub {
+    pub cfg: Config,
+    peers: RefCell<Peers<Link>>,
+    /// Closed at shutdown: every session's `recv()` on it then returns at once.
+    stop: (Sender<()>, Receiver<()>),
+    /// Told when a ring starts, so the ring clock looks at the deadlines again.
+    rings: (Sender<()>, Receiver<()>),
+    /// Told when the last WebSocket closes.
+    idle: (Sender<()>, Receiver<()>),
+    key_refusals: RefCell<KeyRefusals>,
+    /// Bytes queued for every connection together.
+    queued_total: Rc<Cell<usize>>,
+    websockets: Cell<usize>,
+    next_conn: Cell<ConnId>,
+    started: Instant,
+}
+
+/// Counts an open WebSocket until dropped.
+struct Open<'h>(&'h Hub);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        let left = self.0.websockets.get() - 1;
+        self.0.websockets.set(left);
+        if left == 0 {
+            let _ = self.0.idle.0.try_send(());
+        }
+    }
+}
+
+impl Hub {
+    pub fn new(cfg: Config) -> Hub {
+        Hub {
+            peers: RefCell::new(Peers::new(cfg.max_peers)),
+            cfg,
+            stop: channel::bounded(1),
+            rings: channel::bounded(1),
+            idle: channel::bounded(1),
+            key_refusals: RefCell::default(),
+            queued_total: Rc::default(),
+            websockets: Cell::new(0),
+            next_conn: Cell::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Begin shutdown: every session closes with 1001.
+    pub fn stop(&self) {
+        self.stop.0.close();
+    }
+
+    /// Resolves once [`Hub::stop`] was called.
+    pub async fn stopped(&self) {
+        let _ = self.stop.1.recv().await;
+    }
+
+    /// Open WebSockets.
+    pub fn websockets(&self) -> usize {
+        self.websockets.get()
+    }
+
+    /// Resolves when no WebSocket is open.
+    pub async fn all_closed(&self) {
+        while self.websockets.get() > 0 {
+            let _ = self.idle.1.recv().await;
+        }
+    }
+
+    /// What `/healthz` reports; `http_port` is the plain-HTTP port, if any.
+    pub fn health(&self, http_port: Option<u16>) -> Health {
+        Health {
+            http_port,
+            status: "ok",
+            peers: self.peers.borrow().len(),
+            connections: self.websockets(),
+            uptime_s: self.started.elapsed().as_secs(),
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    /// Ends unanswered rings at their deadlines. One task for every ring, spawned once;
+    /// it sleeps until the earliest deadline or until a new ring starts.
+    pub async fn ring_clock(&self) {
+        loop {
+            let next = relay::next_deadline(&self.peers.borrow());
+            let started = async {
+                let _ = self.rings.1.recv().await;
+            };
+            match next {
+                Some(at) => {
+                    let due = async {
+                        Timer::at(at).await;
+                    };
+                    started.or(due).await
+                }
+                None => started.await,
+            }
+            loop {
+                let fx = relay::expire(&mut self.peers.borrow_mut(), Instant::now());
+                if fx.is_empty() {
+                    break;
+                }
+                self.deliver(fx);
+            }
+        }
+    }
+
+    /// Bytes all outboxes together may hold.
+    fn queued_budget(&self) -> usize {
+        self.cfg.outbox_bytes * QUEUED_TOTAL_OUTBOXES
+    }
+
+    /// Carry out effects for others: queued without waiting; a relay that does not fit
+    /// its receiver's outbox cuts that receiver, never the sender; one that does not fit
+    /// the total cuts whoever holds the most. Presence takes at most half an outbox, and
+    /// where it does not fit, the receiver gets the whole list once its outbox has drained.
+    fn deliver(&self, fx: Effects<Link>) {
+        let peers = self.peers.borrow();
+        for effect in fx {
+            match effect {
+                Effect::Send {
+                    to: To::Peer(name),
+                    text,
+                } => {
+                    let Some(p) = peers.by_name(&name) else {
+                        continue;
+                    };
+                    let link = &p.link;
+                    if self.queued_total.get() + text.len() > self.queued_budget() {
+                        // Everyone together holds too much: the largest queue belongs to
+                        // the connection that reads least; a tablet that keeps up holds
+                        // next to nothing.
+                        let largest = peers.iter().max_by_key(|p| p.link.queued.get());
+                        if let Some(laggard) = largest {
+                            log::debug!(
+                                "queued bytes over the total: cutting connection {}",
+                                laggard.conn
+                            );
+                            laggard.link.cut();
+                            if laggard.conn == p.conn {
+                                continue;
+                            }
+                        }
+                    }
+                    if !link.outbox.is_closed() && !link.try_queue(text.into(), link.budget) {
+                        link.cut();
+                    }
+                }
+                Effect::Send {
+                    to: To::AllExcept(name),
+                    text,
+                } => {
+                    let text = Utf8Bytes::from(text);
+                    for p in peers.iter().filter(|p| p.name != name) {
+                        let link = &p.link;
+                        let room = self.queued_total.get() + text.len() <= self.queued_budget();
+                        let fits = room
+                            && !link.half_full()
+                            && link.try_queue(text.clone(), link.budget / 2);
+                        if !fits && !link.stale.replace(true) {
+                            log::debug!(
+                                "connection {}: outbox half full, presence dropped",
+                                p.conn
+                            );
+                        }
+                    }
+                }
+                Effect::Replace(old) => {
+                    let _ = old.kick.try_send(Kick::Replaced);
+                }
+            }
+        }
+    }
+
+    /// A connection is gone: free its name, tell its partner and everyone else.
+    fn disconnect(&self, conn: ConnId) {
+        let fx = relay::disconnect(&mut self.peers.borrow_mut(), conn);
+        self.deliver(fx);
+    }
 }
 
 /// Why a session ended; decides the close frame.
@@ -169,8 +340,14 @@ enum End {
     /// The socket died or ended without a close frame.
     Gone,
     /// The client sent a close frame: answered with its code (or 1002 for a code it may
-    /// not send) by the WebSocket library, flushed by the writer.
+    /// not send) by the WebSocket library.
     Closed,
+    /// Nothing received within `--idle-timeout`: dropped.
+    Idle,
+    /// No `register` within `--register-timeout` (4000).
+    RegisterTimeout,
+    /// The socket's slot was taken for a newcomer while unregistered: dropped.
+    Evicted,
     /// The third wrong access key on this connection (1008).
     Unauthorized,
     Kicked(Kick),
@@ -188,11 +365,11 @@ impl End {
     /// The close frame to send, if any.
     fn close_frame(self) -> Option<CloseFrame> {
         let (code, reason) = match self {
-            End::Gone | End::Closed | End::Kicked(Kick::Idle) => return None,
+            End::Gone | End::Closed | End::Idle | End::Evicted => return None,
             End::Unauthorized => (CloseCode::Policy, "unauthorized"),
             End::Kicked(Kick::Replaced) => (CloseCode::Library(4001), "replaced"),
             End::Kicked(Kick::SlowConsumer) => (CloseCode::Policy, "slow consumer"),
-            End::Kicked(Kick::RegisterTimeout) => (CloseCode::Library(4000), "register timeout"),
+            End::RegisterTimeout => (CloseCode::Library(4000), "register timeout"),
             End::TooLarge => (CloseCode::Size, "message too large"),
             End::RateLimit => (CloseCode::Policy, "rate limit"),
             End::Protocol(code) => (code, "protocol error"),
@@ -205,19 +382,16 @@ impl End {
     }
 }
 
-/// Messages the writer finds queued together are written as one TLS record of up to
-/// this many bytes (one `sendto`), instead of one record and one send each.
-pub const WRITE_BATCH: usize = 16 * 1024;
-
-/// WebSocket limits sized for small signaling messages: a 4 KiB read buffer; writes
-/// gathered up to [`WRITE_BATCH`] until the writer flushes.
-pub fn ws_config(max_message: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(WRITE_BATCH)
-        .max_write_buffer_size(WRITE_BATCH + max_message * 2 + 1024)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
+/// Map a read error to how the session ends.
+fn read_error(e: &WsError) -> End {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => End::TooLarge,
+        WsError::Utf8(_) => End::Protocol(CloseCode::Invalid),
+        // The TCP connection ended without a close frame: a tablet that slept or left.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
+        WsError::Protocol(_) | WsError::Capacity(_) => End::Protocol(CloseCode::Protocol),
+        _ => End::Gone,
+    }
 }
 
 /// A token bucket per connection.
@@ -267,495 +441,395 @@ impl RateLimit {
     }
 }
 
-/// Read a 192-bit resume token from the OS random source, URL-safe base64 (32 chars).
-fn fresh_token(shared: &Shared) -> Token {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut raw = [0u8; 24];
-    shared.random(&mut raw);
-    let mut t = Token::new();
-    for chunk in raw.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (chunk[1] as u32) << 8 | chunk[2] as u32;
-        for shift in [18, 12, 6, 0] {
-            let _ = t.push(ALPHABET[(n >> shift) as usize & 63] as char);
-        }
-    }
-    t
-}
-
-/// Carry out relay effects. Replies to the acting connection are returned for the caller
-/// to queue (it may wait on its own outbox); everything else is queued without waiting,
-/// and a full outbox cuts that receiver, never the sender.
-pub fn deliver<'ex>(
-    ex: &'ex LocalExecutor<'ex>,
-    shared: &Rc<Shared>,
-    fx: Effects<Link>,
-    mine: &mut heapless::Vec<String, 4>,
-) {
-    let peers = shared.peers.borrow();
-    for effect in fx {
-        match effect {
-            Effect::Send { to: To::Me, text } => {
-                let _ = mine.push(text);
-            }
-            Effect::WrongKey => {}
-            Effect::Send {
-                to: To::Peer(name),
-                text,
-            } => {
-                if let Some(p) = peers.by_name(&name) {
-                    offer(&p.link, text.into());
-                }
-            }
-            Effect::Send {
-                to: To::AllExcept(name),
-                text,
-            } => {
-                // Presence takes at most half an outbox, keeping the rest for relays;
-                // where it does not fit, the writer sends the whole list later.
-                let text = Utf8Bytes::from(text);
-                for p in peers.iter().filter(|p| p.name != name) {
-                    let link = &p.link;
-                    let full = link.half_full() || !link.try_queue(text.clone(), link.budget / 2);
-                    if full && !link.stale.replace(true) {
-                        log::debug!("connection {}: outbox half full, presence dropped", p.conn);
-                    }
-                }
-            }
-            Effect::Replace(old) => {
-                let _ = old.kick.try_send(Kick::Replaced);
-            }
-            Effect::Ring {
-                caller,
-                callee,
-                ring,
-            } => {
-                let timer = ex.spawn(ring_timer(ex, shared.clone(), caller, callee, ring));
-                // A timer outlives its ring when the call is answered or hung up first;
-                // drop (cancel) those now, so live timers never outnumber ringing calls
-                // however fast clients call and hang up.
-                let mut rings = shared.rings.borrow_mut();
-                rings.retain(|(r, _)| {
-                    peers
-                        .iter()
-                        .any(|p| matches!(p.call, Call::Outgoing { ring, .. } if ring == *r))
-                });
-                rings.push((ring, timer));
-            }
-        }
-    }
-}
-
-/// Queue for another connection; a full outbox (by count or bytes) means it is not
-/// keeping up: cut it.
-fn offer(link: &Link, text: Utf8Bytes) {
-    if !link.outbox.is_closed() && !link.try_queue(text, link.budget) {
-        let _ = link.kick.try_send(Kick::SlowConsumer);
-    }
-}
-
-async fn ring_timer<'ex>(
-    ex: &'ex LocalExecutor<'ex>,
-    shared: Rc<Shared>,
-    caller: Name,
-    callee: Name,
-    ring: u64,
-) {
-    Timer::after(shared.cfg.ring_timeout).await;
-    let fx = relay::ring_timeout(&mut shared.peers.borrow_mut(), &caller, &callee, ring);
-    deliver(ex, &shared, fx, &mut heapless::Vec::new());
-}
-
-/// The writer: drains the outbox into the socket. On a close request it writes what is
-/// still queued, then the close frame, and hands the socket back.
-async fn writer<S>(
-    shared: Rc<Shared>,
-    mut ws: async_tungstenite::WebSocketSender<S>,
-    q: WriterEnds,
-) -> Option<async_tungstenite::WebSocketSender<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    // Bytes leave the outbox's budget only once flushed into TLS, so the budget also
-    // covers what waits in the WebSocket write buffer of a client that stopped reading.
-    let send = |out| match out {
-        Out::Text(t) => (t.len(), Message::Text(t)),
-        Out::Ping => (0, Message::Ping(Default::default())),
-    };
-    loop {
-        let next = async { q.outbox.recv().await.ok().map(Ok) }
-            .or(async { q.close.recv().await.ok().map(Err) })
-            .await;
-        match next {
-            Some(Ok(out)) => {
-                // Whatever else is queued already leaves with it in one flush (one TLS
-                // record, one send); at most an outbox's worth, so the task still yields.
-                let (mut fed, first) = send(out);
-                if ws.feed(first).await.is_err() {
-                    return None;
-                }
-                for _ in 1..q.outbox.capacity().unwrap_or(1) {
-                    let Ok(out) = q.outbox.try_recv() else { break };
-                    let (bytes, msg) = send(out);
-                    fed += bytes;
-                    if ws.feed(msg).await.is_err() {
-                        return None;
-                    }
-                }
-                if ws.flush().await.is_err() {
-                    return None;
-                }
-                q.queued.set(q.queued.get().saturating_sub(fed));
-                if q.outbox.len() < half(q.outbox.capacity()) && q.queued.get() < q.budget / 2 {
-                    let _ = q.drained.try_send(());
-                }
-                // Presence was dropped: once everything queued before has gone (so
-                // nothing older can follow it), send the list as it is now.
-                if q.stale.get() && q.outbox.is_empty() {
-                    q.stale.set(false);
-                    let roster = relay::roster(&shared.peers.borrow(), q.conn);
-                    if let Some(text) = roster {
-                        log::debug!("connection {}: presence resent whole", q.conn);
-                        if ws.send(Message::text(text)).await.is_err() {
-                            return None;
-                        }
-                    }
-                }
-            }
-            Some(Err(frame)) => {
-                // After the client's close frame nothing more may be sent but the answer
-                // the library queued, which `close` flushes.
-                while let Ok(out) = q.outbox.try_recv() {
-                    if ws.feed(send(out).1).await.is_err() {
-                        break;
-                    }
-                }
-                // No frame of our own (the socket died, or the client closed first and
-                // the library queued the answer): flush what is queued, if anything.
-                let done = match frame {
-                    Some(frame) => ws.close(Some(frame)).await,
-                    None => ws.flush().await,
-                };
-                return done.is_ok().then_some(ws);
-            }
-            None => return None,
-        }
-    }
-}
-
-/// Pings on schedule and ends the session on silence or a missing `register`.
-async fn ticker(
-    shared: Rc<Shared>,
-    outbox: Sender<Out>,
-    kick: Sender<Kick>,
-    last_rx: Rc<Cell<Instant>>,
-    registered: Rc<Cell<bool>>,
-) {
-    let cfg = &shared.cfg;
-    let register_by = Instant::now() + cfg.register_timeout;
-    let mut next_ping = Instant::now() + cfg.ping_interval;
-    loop {
-        let idle_at = last_rx.get() + cfg.idle_timeout;
-        let mut wake = idle_at.min(next_ping);
-        if !registered.get() {
-            wake = wake.min(register_by);
-        }
-        Timer::at(wake).await;
-        let now = Instant::now();
-        if !registered.get() && now >= register_by {
-            let _ = kick.try_send(Kick::RegisterTimeout);
-            return;
-        }
-        if now >= last_rx.get() + cfg.idle_timeout {
-            let _ = kick.try_send(Kick::Idle);
-            return;
-        }
-        if now >= next_ping {
-            // A full outbox already keeps the socket busy; skipping a ping is harmless.
-            let _ = outbox.try_send(Out::Ping);
-            next_ping = now + cfg.ping_interval;
-        }
-    }
-}
-
-/// What woke the read loop.
+/// What woke the session.
 enum Event {
     Frame(Option<Result<Message, WsError>>),
-    Kicked(Kick),
-    Stop,
-    Drained,
+    Queued(Utf8Bytes),
+    Ended(End),
+    Tick,
+}
+
+/// One connection's own state: what the table reaches it by, what it receives, its
+/// clocks and counters.
+struct Session<'a> {
+    hub: &'a Hub,
+    slot: &'a Slot,
+    conn: ConnId,
+    peer: IpAddr,
+    link: Link,
+    outbox: Receiver<Utf8Bytes>,
+    kicks: Receiver<Kick>,
+    /// Outbox bytes fed to the WebSocket since the last flush.
+    unflushed: usize,
+    rate: RateLimit,
+    wrong_keys: u32,
+    registered: bool,
+    opened: Instant,
+    last_rx: Instant,
+    next_ping: Instant,
 }
 
 /// Run one WebSocket connection to completion. `part` holds bytes read past the request
-/// head, if any. `slot` is told whether the connection is registered: an unregistered
-/// one may be evicted, which the caller carries out by dropping this future (nothing in
-/// the peer table refers to an unregistered connection, so there is nothing to clean up).
-pub async fn run<'ex, S>(
-    ex: &'ex LocalExecutor<'ex>,
-    shared: Rc<Shared>,
-    stream: S,
-    part: Vec<u8>,
-    slot: &Slot,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + 'ex,
+/// head, if any; `slot` (which knows the source address) learns whether the connection
+/// is registered, and may evict it while it is not.
+pub async fn run<S>(hub: &Hub, stream: S, part: Vec<u8>, slot: &Slot)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    let cfg = &shared.cfg;
-    let peer = slot.ip();
-    let ws = WebSocketStream::from_partially_read(
-        stream,
-        part,
-        Role::Server,
-        Some(ws_config(cfg.max_message)),
-    )
-    .await;
-    let conn = shared.next_conn();
-    let _open = shared.ws_opened();
-    let (sink, mut frames) = ws.split();
-    let (out_tx, out_rx) = channel::bounded(cfg.outbox);
-    let (kick_tx, kick_rx) = channel::bounded(1);
-    let (close_tx, close_rx) = channel::bounded(1);
-    let (drained_tx, drained_rx) = channel::bounded(1);
-    let stale = Rc::new(Cell::new(false));
-    let queued = Rc::new(Cell::new(0));
-    let ends = WriterEnds {
-        outbox: out_rx,
-        close: close_rx,
-        drained: drained_tx,
-        stale: stale.clone(),
-        queued: queued.clone(),
-        budget: cfg.outbox_bytes,
-        conn,
-    };
-    let writer = ex.spawn(writer(shared.clone(), sink, ends));
-    let last_rx = Rc::new(Cell::new(Instant::now()));
-    let registered = Rc::new(Cell::new(false));
-    let ticker = ex.spawn(ticker(
-        shared.clone(),
-        out_tx.clone(),
-        kick_tx.clone(),
-        last_rx.clone(),
-        registered.clone(),
-    ));
-    let link = Link {
-        outbox: out_tx.clone(),
-        kick: kick_tx,
-        stale,
-        queued,
-        budget: cfg.outbox_bytes,
-    };
-    let mut rate = RateLimit::new(cfg.burst);
-    let mut wrong_keys = 0;
-    let stop = shared.stop.clone();
-
-    let end = loop {
-        // Backpressure: stop reading while our own outbox is half full.
-        let reading = !link.half_full();
-        let event = async {
-            if reading {
-                Event::Frame(frames.next().await)
-            } else {
-                let _ = drained_rx.recv().await;
-                Event::Drained
-            }
-        }
-        .or(async {
-            match kick_rx.recv().await {
-                Ok(k) => Event::Kicked(k),
-                Err(_) => Event::Stop,
-            }
-        })
-        .or(async {
-            let _ = stop.recv().await;
-            Event::Stop
-        })
-        .await;
-        let msg = match event {
-            Event::Drained => continue,
-            Event::Kicked(k) => break End::Kicked(k),
-            Event::Stop => break End::Shutdown,
-            Event::Frame(None) => break End::Gone,
-            Event::Frame(Some(Err(e))) => break read_error(&e),
-            Event::Frame(Some(Ok(msg))) => msg,
-        };
-        let now = Instant::now();
-        last_rx.set(now);
-        if let Message::Close(_) = msg {
-            break End::Closed;
-        }
-        // Every frame counts, pings included, before anything is decoded: refusing a
-        // flood costs a token check and a peek at the id, whatever the message size.
-        let verdict = rate.check(now, cfg.rate, cfg.burst);
-        if verdict == Verdict::Close {
-            break End::RateLimit;
-        }
-        let text = match &msg {
-            Message::Text(t) => Some(t.as_str()),
-            Message::Binary(_) => None,
-            _ => continue, // ping/pong: liveness only (tungstenite answers pings itself)
-        };
-        let mut mine: heapless::Vec<String, 4> = heapless::Vec::new();
-        let mut unauthorized = false;
-        let decoded = match verdict {
-            Verdict::Refuse => None,
-            _ => Some(text.map(decode)),
-        };
-        match decoded {
-            None => {
-                let id = text.and_then(peek_id);
-                let _ = mine.push(ServerMsg::error(id, ErrorCode::RateLimited).encode());
-            }
-            Some(None) => {
-                let err = ServerMsg::Error {
-                    id: None,
-                    code: ErrorCode::BadMessage.as_str(),
-                    message: "binary frames are not part of the protocol",
-                };
-                let _ = mine.push(err.encode());
-            }
-            Some(Some(Err(e))) => {
-                log::debug!("connection {conn}: bad message: {}", e.detail);
-                let err = ServerMsg::Error {
-                    id: e.id,
-                    code: ErrorCode::BadMessage.as_str(),
-                    message: e.detail,
-                };
-                let _ = mine.push(err.encode());
-            }
-            Some(Some(Ok((id, msg)))) => {
-                let fx = handle(&shared, conn, &link, registered.get(), id, &msg);
-                if fx.iter().any(|e| matches!(e, Effect::WrongKey)) {
-                    wrong_keys += 1;
-                    unauthorized = wrong_keys >= MAX_WRONG_KEYS;
-                    let count = shared.key_refusals.borrow_mut().count(peer, now);
-                    if let Some(n) = count {
-                        log::warn!(
-                            "wrong access key from {peer} ({n} refused since the last report)"
-                        );
-                    }
-                }
-                registered.set(shared.peers.borrow().by_conn(conn).is_some());
-                slot.set_registered(registered.get());
-                deliver(ex, &shared, fx, &mut mine);
-            }
-        }
-        for text in mine {
-            if !link.queue_own(text.into()).await {
-                break;
-            }
-        }
-        if unauthorized {
-            break End::Unauthorized;
-        }
-    };
+    let cfg = &hub.cfg;
+    let config = Some(ws_config(cfg.max_message));
+    let mut ws = WebSocketStream::from_partially_read(stream, part, Role::Server, config).await;
+    hub.websockets.set(hub.websockets.get() + 1);
+    let _open = Open(hub);
+    let mut s = Session::open(hub, slot);
+    let end = s.serve(&mut ws).await;
+    // What is still queued is dropped now, not after the close grace.
+    while s.outbox.try_recv().is_ok() {}
+    s.link.add(-(s.link.queued.get() as isize));
 
     // Cleanup always runs: free the name and tell the partner and everyone else.
-    drop(ticker);
-    let fx = relay::disconnect(&mut shared.peers.borrow_mut(), conn);
-    deliver(ex, &shared, fx, &mut heapless::Vec::new());
+    hub.disconnect(s.conn);
+    let conn = s.conn;
     match end {
         End::Kicked(Kick::Replaced) => log::info!("connection {conn} replaced by a resume"),
-        End::Kicked(k) => log::info!("connection {conn} closed: {k:?}"),
         End::Gone | End::Closed | End::Shutdown => log::debug!("connection {conn} closed: {end:?}"),
         other => log::info!("connection {conn} closed: {other:?}"),
     }
+    let grace = match end {
+        End::Kicked(Kick::SlowConsumer) => CLOSE_GRACE / 4,
+        _ => CLOSE_GRACE,
+    };
+    let _ = timeout(grace, close(&mut ws, end)).await;
+}
+
+impl<'a> Session<'a> {
+    fn open(hub: &'a Hub, slot: &'a Slot) -> Session<'a> {
+        let cfg = &hub.cfg;
+        let conn = hub.next_conn.get() + 1;
+        hub.next_conn.set(conn);
+        let (outbox_tx, outbox) = channel::bounded(cfg.outbox);
+        let (kick, kicks) = channel::bounded(1);
+        let now = Instant::now();
+        Session {
+            hub,
+            slot,
+            conn,
+            peer: slot.ip(),
+            link: Link {
+                outbox: outbox_tx,
+                kick,
+                stale: Rc::new(Cell::new(false)),
+                queued: Rc::new(Cell::new(0)),
+                budget: cfg.outbox_bytes,
+                total: hub.queued_total.clone(),
+            },
+            outbox,
+            kicks,
+            unflushed: 0,
+            rate: RateLimit::new(cfg.burst),
+            wrong_keys: 0,
+            registered: false,
+            opened: now,
+            last_rx: now,
+            next_ping: now + cfg.ping_interval,
+        }
+    }
+
+    /// Serve frames, the outbox and the clocks until something ends the connection.
+    async fn serve<S>(&mut self, ws: &mut WebSocketStream<S>) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut ready_in_a_row = 0;
+        loop {
+            // What is ready now is handled before anything is flushed, so replies and
+            // relays that pile up leave together: one TLS record, one send. A connection
+            // that always has something ready still lets the other tasks run.
+            ready_in_a_row += 1;
+            if ready_in_a_row > READY_BEFORE_YIELD {
+                ready_in_a_row = 0;
+                if let Err(end) = self.flush(ws).await {
+                    return end;
+                }
+                future::yield_now().await;
+            }
+            let event = match future::poll_once(self.next_event(ws)).await {
+                Some(event) => event,
+                None => {
+                    ready_in_a_row = 0;
+                    if let Err(end) = self.flush(ws).await {
+                        return end;
+                    }
+                    self.next_event(ws).await
+                }
+            };
+            let step = match event {
+                Event::Ended(end) => Err(end),
+                Event::Frame(None) => Err(End::Gone),
+                Event::Frame(Some(Err(e))) => Err(read_error(&e)),
+                Event::Frame(Some(Ok(msg))) => self.on_frame(ws, msg).await,
+                Event::Queued(text) => self.write_queued(ws, text).await,
+                Event::Tick => self.tick(ws).await,
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// The next thing to happen. Queued messages come first, so what others sent is
+    /// written before the next frame is read.
+    async fn next_event<S>(&self, ws: &mut WebSocketStream<S>) -> Event
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let wake = self.next_wake();
+        async {
+            match self.outbox.recv().await {
+                Ok(text) => Event::Queued(text),
+                Err(_) => Event::Ended(End::Shutdown),
+            }
+        }
+        .or(async { Event::Ended(self.interrupted().await) })
+        .or(async { Event::Frame(ws.next().await) })
+        .or(async {
+            Timer::at(wake).await;
+            Event::Tick
+        })
+        .await
+    }
+
+    /// What ends a session from outside: a kick, shutdown or an eviction.
+    async fn interrupted(&self) -> End {
+        async {
+            match self.kicks.recv().await {
+                Ok(k) => End::Kicked(k),
+                Err(_) => End::Shutdown,
+            }
+        }
+        .or(async {
+            self.hub.stopped().await;
+            End::Shutdown
+        })
+        .or(async {
+            self.slot.evicted().await;
+            End::Evicted
+        })
+        .await
+    }
+
+    /// The earliest of the next ping, the idle deadline and the register deadline.
+    fn next_wake(&self) -> Instant {
+        let cfg = &self.hub.cfg;
+        let mut wake = self.next_ping.min(self.last_rx + cfg.idle_timeout);
+        if !self.registered {
+            wake = wake.min(self.opened + cfg.register_timeout);
+        }
+        wake
+    }
+
+    /// Pings on schedule; ends the session on silence or a missing `register`.
+    async fn tick<S>(&mut self, ws: &mut WebSocketStream<S>) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let cfg = &self.hub.cfg;
+        let now = Instant::now();
+        if !self.registered && now >= self.opened + cfg.register_timeout {
+            return Err(End::RegisterTimeout);
+        }
+        if now >= self.last_rx + cfg.idle_timeout {
+            return Err(End::Idle);
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + cfg.ping_interval;
+            self.write(ws, Message::Ping(Default::default())).await?;
+        }
+        Ok(())
+    }
+
+    /// One frame from the client: counted, then decided by relay, then carried out.
+    async fn on_frame<S>(&mut self, ws: &mut WebSocketStream<S>, msg: Message) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let hub = self.hub;
+        let cfg = &hub.cfg;
+        let now = Instant::now();
+        self.last_rx = now;
+        if let Message::Close(_) = msg {
+            return Err(End::Closed);
+        }
+        // Every frame counts, pings included, before anything is decoded: refusing a
+        // flood costs a token check and a peek at the id, whatever the message size.
+        let over_rate = match self.rate.check(now, cfg.rate, cfg.burst) {
+            Verdict::Close => return Err(End::RateLimit),
+            verdict => verdict == Verdict::Refuse,
+        };
+        let text = match &msg {
+            Message::Text(t) => Some(t.as_str()),
+            Message::Binary(_) => None,
+            _ => return Ok(()), // ping/pong: liveness only (the library answers pings)
+        };
+        let ctx = Ctx {
+            access_key: cfg.access_key.as_deref(),
+            ice_servers: &cfg.ice_servers,
+            ring_timeout: cfg.ring_timeout,
+            now,
+            fresh_token: &fresh_token,
+        };
+        let inbound = Inbound { text, over_rate };
+        let out = relay::handle(
+            &mut hub.peers.borrow_mut(),
+            &ctx,
+            self.conn,
+            &self.link,
+            inbound,
+        );
+        self.registered = hub.peers.borrow().by_conn(self.conn).is_some();
+        self.slot.set_registered(self.registered);
+        if out.ring_started {
+            let _ = hub.rings.0.try_send(());
+        }
+        hub.deliver(out.effects);
+        if let Some(reply) = out.reply {
+            // What was queued for this connection, by this message too (a presence
+            // update about its own call), leaves before the answer, as it was decided.
+            if let Ok(queued) = self.outbox.try_recv() {
+                self.write_queued(ws, queued).await?;
+            }
+            self.feed(ws, Message::text(reply)).await?;
+        }
+        if out.wrong_key {
+            self.wrong_keys += 1;
+            if let Some(n) = hub.key_refusals.borrow_mut().count(self.peer, now) {
+                log::warn!(
+                    "wrong access key from {} ({n} refused since the last report)",
+                    self.peer
+                );
+            }
+            if self.wrong_keys >= MAX_WRONG_KEYS {
+                self.flush(ws).await?;
+                return Err(End::Unauthorized);
+            }
+        }
+        Ok(())
+    }
+
+    /// `first`, and whatever else others queued (at most an outbox's worth, so the task
+    /// still yields), fed to the WebSocket to leave with the next flush.
+    async fn write_queued<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        first: Utf8Bytes,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut next = Some(first);
+        for _ in 0..self.outbox.capacity().unwrap_or(1) {
+            let Some(text) = next.take().or_else(|| self.outbox.try_recv().ok()) else {
+                break;
+            };
+            self.unflushed += text.len();
+            self.feed(ws, Message::Text(text)).await?;
+        }
+        Ok(())
+    }
+
+    /// Feed one message; a client that stops reading cannot hold the session here past a
+    /// kick, shutdown, an eviction or its idle deadline.
+    async fn feed<S>(&self, ws: &mut WebSocketStream<S>, msg: Message) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let fed = async { ws.feed(msg).await.map_err(|_| End::Gone) };
+        fed.or(self.stalled()).await
+    }
+
+    /// Write and flush one message at once.
+    async fn write<S>(&mut self, ws: &mut WebSocketStream<S>, msg: Message) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.feed(ws, msg).await?;
+        self.flush(ws).await
+    }
+
+    /// Flush what was fed; the outbox bytes leave the budget once they are in TLS. When
+    /// presence was dropped and nothing older is still queued, the whole list follows.
+    async fn flush<S>(&mut self, ws: &mut WebSocketStream<S>) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let flushed = async { ws.flush().await.map_err(|_| End::Gone) };
+        flushed.or(self.stalled()).await?;
+        self.link.add(-(self.unflushed as isize));
+        self.unflushed = 0;
+        if self.link.stale.get() && self.outbox.is_empty() {
+            self.link.stale.set(false);
+            let roster = relay::roster(&self.hub.peers.borrow(), self.conn);
+            if let Some(text) = roster {
+                log::debug!("connection {}: presence resent whole", self.conn);
+                let sent = async { ws.send(Message::text(text)).await.map_err(|_| End::Gone) };
+                sent.or(self.stalled()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves with how the session ends while a write is stuck: interrupted, or idle.
+    async fn stalled(&self) -> Result<(), End> {
+        let idle_at = self.last_rx + self.hub.cfg.idle_timeout;
+        let end = self
+            .interrupted()
+            .or(async {
+                Timer::at(idle_at).await;
+                End::Idle
+            })
+            .await;
+        Err(end)
+    }
+}
+
+/// Say goodbye with the close frame `end` calls for (or flush the answer the library
+/// queued to the client's own close), then wait for the client's side of the handshake.
+async fn close<S>(ws: &mut WebSocketStream<S>, end: End)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if end == End::TooLarge {
         let err = ServerMsg::error(None, ErrorCode::TooLarge).encode();
-        let _ = out_tx.try_send(Out::Text(err.into()));
+        let _ = ws.feed(Message::text(err)).await;
     }
     let frame = end.close_frame();
     let polite = frame.is_some() && end != End::Kicked(Kick::SlowConsumer);
-    let _ = close_tx.try_send(frame);
-    let grace = if end == End::Kicked(Kick::SlowConsumer) {
-        CLOSE_GRACE / 4
+    let sent = match frame {
+        Some(frame) => ws.close(Some(frame)).await,
+        None => ws.flush().await,
+    };
+    if sent.is_err() || !polite {
+        return;
+    }
+    if matches!(end, End::TooLarge | End::Protocol(_)) {
+        // The frames can no longer be parsed, but what the client still sends must be
+        // read: closing over unread bytes sends a reset that can overtake the close frame.
+        linger(ws.get_mut()).await;
     } else {
-        CLOSE_GRACE
-    };
-    let finish = async {
-        let sink = writer.await;
-        if !polite {
-            return;
-        }
-        // Wait for the client's side of the close handshake, then drop the socket.
-        if !matches!(end, End::TooLarge | End::Protocol(_)) {
-            while let Some(Ok(_)) = frames.next().await {}
-        } else if let Some(sink) = sink {
-            // The frames can no longer be parsed, but what the client still sends must be
-            // read: closing over unread bytes sends a reset that can overtake the close frame.
-            if let Ok(ws) = WebSocketStream::reunite(sink, frames) {
-                linger(ws.into_inner()).await;
-            }
-        }
-    };
-    finish
-        .or(async {
-            Timer::after(grace).await;
-        })
-        .await;
+        while let Some(Ok(_)) = ws.next().await {}
+    }
 }
 
 /// Read and drop what a client that broke the protocol still sends, until it closes, goes
 /// quiet for [`LINGER_QUIET`] or has sent [`LINGER_BYTES`] (all within the close grace).
-async fn linger<S: AsyncRead + Unpin>(mut io: S) {
+async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
     let mut buf = [0u8; 4096];
     let mut total = 0;
     while total < LINGER_BYTES {
-        let read = io.read(&mut buf).or(async {
-            Timer::after(LINGER_QUIET).await;
-            Ok(0)
-        });
-        match read.await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => total += n,
+        match timeout(LINGER_QUIET, io.read(&mut buf)).await {
+            Some(Ok(n)) if n > 0 => total += n,
+            _ => return,
         }
-    }
-}
-
-/// Map a read error to how the session ends.
-fn read_error(e: &WsError) -> End {
-    match e {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => End::TooLarge,
-        WsError::Utf8(_) => End::Protocol(CloseCode::Invalid),
-        // The TCP connection ended without a close frame: a tablet that slept or left.
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
-        WsError::Protocol(_) | WsError::Capacity(_) => End::Protocol(CloseCode::Protocol),
-        _ => End::Gone,
-    }
-}
-
-/// One decoded message from connection `conn`, turned into effects.
-fn handle(
-    shared: &Rc<Shared>,
-    conn: ConnId,
-    link: &Link,
-    registered: bool,
-    id: Option<u32>,
-    msg: &ClientMsg,
-) -> Effects<Link> {
-    let cfg = &shared.cfg;
-    match msg {
-        ClientMsg::Register { name, token, key } => {
-            let ctx = RegisterCtx {
-                access_key: cfg.access_key.as_deref(),
-                ice_servers: &cfg.ice_servers,
-            };
-            let fresh = fresh_token(shared);
-            relay::register(
-                &mut shared.peers.borrow_mut(),
-                &ctx,
-                conn,
-                link.clone(),
-                registered,
-                id,
-                (name, token.as_deref(), key.as_deref()),
-                fresh,
-            )
-        }
-        _ if !registered => {
-            let mut fx = Effects::new();
-            let text = ServerMsg::error(id, ErrorCode::NotRegistered).encode();
-            let _ = fx.push(Effect::Send { to: To::Me, text });
-            fx
-        }
-        _ => relay::handle(&mut shared.peers.borrow_mut(), conn, id, msg),
     }
 }
 

@@ -154,6 +154,7 @@ impl Registry {
     }
 
     /// Sockets open and not evicted.
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.0.borrow().open.iter().filter(|e| e.live()).count()
     }

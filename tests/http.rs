@@ -240,7 +240,8 @@ fn healthz_reports_peers_and_connections() {
         assert_eq!(
             h,
             json!({"status": "ok", "peers": 0, "connections": 0,
-                   "uptime_s": h["uptime_s"], "version": env!("CARGO_PKG_VERSION")})
+                   "uptime_s": h["uptime_s"], "version": env!("CARGO_PKG_VERSION"),
+                   "http_port": null})
         );
         let (_a, _) = server.register("a").await;
         let (b, _) = server.register("b").await;
@@ -524,6 +525,21 @@ fn plain_http_port_serves_ca_and_guide_and_redirects() {
         "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(status, 405);
+    // The HTTPS side tells pages where the guide is, and serves it at /setup; the guide's
+    // template itself is not a static file.
+    run(async {
+        let h = server.health().await;
+        assert_eq!(h["http_port"], addr.port(), "{h}");
+        let (status, _, body) = server.get("/setup").await;
+        assert_eq!(status, 200);
+        let page = String::from_utf8(body).unwrap();
+        assert!(
+            page.contains(&format!("href=\"https://localhost:{tls_port}/\"")),
+            "{page}"
+        );
+        assert!(!page.contains("{https}"), "{page}");
+        assert_eq!(server.get("/guide.html").await.0, 404);
+    });
 }
 
 /// Send raw bytes over TLS and read until the server closes; the whole answer as text.

@@ -2,7 +2,7 @@
 //! never claims more bytes than it was given.
 #![no_main]
 
-use intercomd::http::{HttpCtx, Www, parse_head, route, route_plain};
+use intercomd::http::{HttpCtx, Port, Www, parse_head, route};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(len <= data.len());
-    let www = Www::Embedded(&[("index.html", b"<p>hi</p>", "\"0\"")]);
+    let www = Www::Embedded(&[
+        ("guide.html", b"<a href=\"{https}/\">go</a>", "\"1\""),
+        ("index.html", b"<p>hi</p>", "\"0\""),
+    ]);
     let health = || String::from("{}");
     let allowed = ["https://kiosk.lan:8443".to_string()];
     let ctx = HttpCtx {
@@ -19,7 +22,13 @@ fuzz_target!(|data: &[u8]| {
         allowed_origins: &allowed,
         health: &health,
     };
-    let _ = route(&head, &ctx);
-    let _ = route_plain(&head, Some(b"pem"), 8443);
-    let _ = route_plain(&head, None, 443);
+    for port in [
+        Port::Tls,
+        Port::Plain { https_port: 8443 },
+        Port::Plain { https_port: 443 },
+    ] {
+        let _ = route(&head, &ctx, port);
+    }
+    let no_ca = HttpCtx { ca_pem: None, ..ctx };
+    let _ = route(&head, &no_ca, Port::Plain { https_port: 443 });
 });
