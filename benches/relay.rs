@@ -17,6 +17,11 @@
 //! figures are the relay's, not the rate limiter's. Where `taskset` exists the server is
 //! pinned to CPU 0 and this client to CPU 1.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::{Launch, Server};
+
 use async_native_tls::{Certificate, TlsConnector, TlsStream};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
@@ -27,10 +32,9 @@ use smol::channel::{Receiver, Sender};
 use smol::net::TcpStream;
 use smol::{LocalExecutor, Timer};
 use std::cell::{Cell, RefCell};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -98,9 +102,9 @@ fn main() {
     unsafe { std::env::set_var("SSL_CERT_FILE", "/dev/null") };
 
     let machine = machine();
-    let pinned = pin_self();
+    let pinned = support::pin_self();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin64 = PathBuf::from(env!("CARGO_BIN_EXE_intercomd"));
+    let bin64 = support::binary();
     let bin256 = if plan.sizes.iter().any(|&n| n > 64) {
         Some(build_cap256(&root))
     } else {
@@ -109,7 +113,7 @@ fn main() {
     let state = tempfile::tempdir().expect("temp dir");
 
     // First start makes the CA and certificate; later starts reuse them.
-    drop(Server::start(&bin64, state.path(), &[], pinned));
+    drop(start(&bin64, state.path(), &[], pinned));
     let startup = startup_ms(&bin64, state.path(), plan.starts, pinned);
     let ca_pem = std::fs::read(state.path().join("ca.crt")).expect("ca.crt");
 
@@ -167,17 +171,6 @@ fn machine() -> Value {
     })
 }
 
-/// Pin this process (all threads to come) to CPU 1, leaving CPU 0 to the server.
-fn pin_self() -> bool {
-    let two = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    two && Command::new("taskset")
-        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Build the server with a 256-peer table into its own target directory.
 fn build_cap256(root: &Path) -> PathBuf {
     let dir = root.join("target").join("cap256");
@@ -222,113 +215,17 @@ fn cross_binaries(root: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// The server child: its address and the time it took to listen.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    /// From spawn to the "listening" line, as seen here.
-    ready: Duration,
-    /// The server's own figure from that line.
-    self_ms: Option<f64>,
-}
-
-impl Server {
-    fn start(bin: &Path, state: &Path, args: &[&str], pinned: bool) -> Server {
-        let mut cmd = if pinned {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(bin);
-            c
-        } else {
-            Command::new(bin)
-        };
-        cmd.args(["--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = cmd.spawn().expect("spawn intercomd");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Drain the log for the server's whole life, so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find("listening on ") {
-                    let rest = &line[at + 13..];
-                    let addr = rest.split_whitespace().next().unwrap_or("").parse();
-                    let ms = rest
-                        .split_once('(')
-                        .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok());
-                    if let (Some(t), Ok(addr)) = (tx.take(), addr) {
-                        let _ = t.send((addr, ms, started.elapsed()));
-                    }
-                } else if ["ERROR", "WARN", "SlowConsumer", "RateLimit"]
-                    .iter()
-                    .any(|w| line.contains(w))
-                {
-                    eprintln!("server: {line}");
-                }
-            }
-        });
-        let (addr, self_ms, ready) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server did not start");
-        Server {
-            child,
-            addr,
-            ready,
-            self_ms,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// A `/proc/<pid>/status` field in KiB (or a count, for `Threads`).
-    fn status(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with(&format!("{field}:")))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// (utime, stime) in clock ticks.
-    fn cpu_ticks(&self) -> (u64, u64) {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0))
-            .collect();
-        // Fields 14 and 15 of stat; `rest` starts at field 3.
-        (
-            f.get(11).copied().unwrap_or(0),
-            f.get(12).copied().unwrap_or(0),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn clock_ticks_per_s() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
+/// The server for one run: the default log level, pinned to CPU 0 when this process is
+/// pinned to CPU 1, and the `ERROR`/`WARN` lines and cuts copied to stderr.
+fn start(bin: &Path, state: &Path, args: &[&str], pinned: bool) -> Server {
+    Launch::new()
+        .bin(bin)
+        .state_dir(state)
+        .log_level(None)
+        .pinned(pinned.then_some(0))
+        .echo(&["ERROR", "WARN", "SlowConsumer", "RateLimit"])
+        .args(args)
+        .spawn()
 }
 
 /// Median and range of time to listening over `n` starts with an existing certificate.
@@ -336,7 +233,7 @@ fn startup_ms(bin: &Path, state: &Path, n: usize, pinned: bool) -> Value {
     let mut seen = Vec::new();
     let mut own = Vec::new();
     for _ in 0..n {
-        let s = Server::start(bin, state, &[], pinned);
+        let s = start(bin, state, &[], pinned);
         seen.push(s.ready.as_secs_f64() * 1e3);
         own.extend(s.self_ms);
     }
@@ -422,7 +319,7 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
     let max_peers = n.to_string();
     // The default outbox (64) at every N: the connect storm's presence updates that do not
     // fit are replaced by one `peers` list per peer.
-    // Every client connects from 127.0.0.1 before registering: lift the per-address cap.
+    // All N connect at once from one address: allow them all to be unregistered at once.
     let args = [
         "--max-peers",
         &max_peers,
@@ -433,9 +330,9 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
         "--burst",
         "1000000",
     ];
-    let server = Server::start(bin, state, &args, pinned);
-    let rss_idle = server.status("VmRSS");
-    let anon_idle = server.status("RssAnon");
+    let server = start(bin, state, &args, pinned);
+    let rss_idle = server.status_kb("VmRSS");
+    let anon_idle = server.status_kb("RssAnon");
     let threads = plan.threads.min(n / 2).max(1);
     let ctl = Arc::new(Ctl {
         addr: server.addr,
@@ -462,15 +359,15 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
     let t0 = Instant::now();
     ctl.barrier.wait();
     let connect_all = t0.elapsed();
-    let rss_at_n = server.status("VmRSS");
-    let anon_at_n = server.status("RssAnon");
-    let server_threads = server.status("Threads");
+    let rss_at_n = server.status_kb("VmRSS");
+    let anon_at_n = server.status_kb("RssAnon");
+    let server_threads = server.status_kb("Threads");
     // C: calls set up. D: light load done.
     ctl.barrier.wait();
     ctl.barrier.wait();
     // Full load: warm up, then measure a window.
     std::thread::sleep(plan.warmup);
-    let tick = clock_ticks_per_s();
+    let tick = support::clock_ticks_per_s();
     let (c0, r0, w0) = (
         server.cpu_ticks(),
         ctl.received.load(Ordering::Relaxed),
@@ -486,8 +383,8 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
     );
     ctl.stop.store(true, Ordering::Relaxed);
     ctl.barrier.wait();
-    let rss_peak = server.status("VmHWM");
-    let rss_end = server.status("VmRSS");
+    let rss_peak = server.status_kb("VmHWM");
+    let rss_end = server.status_kb("VmRSS");
 
     let mut all = Measured::default();
     for w in workers {

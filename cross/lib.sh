@@ -40,28 +40,9 @@ target_info() {
     fi
 }
 
-APT_UPDATED=
-apt_update() {
-    [ -n "$APT_UPDATED" ] && return 0
-    # A mirror caught mid-sync fails one index and makes apt-get exit non-zero; what it
-    # did fetch is still usable, and the install below says if something is really missing.
-    apt-get update -q || log "apt-get update reported errors; going on with the indexes it fetched"
-    APT_UPDATED=1
-}
-
-# apt_install PACKAGE... installs those that are not installed yet.
-apt_install() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
-            || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    [ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"
-    log "installing ${missing[*]}"
-    apt_update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
+# apt_install, apt_need: installing what is missing, shared with every test stage.
+# shellcheck source=../tests/lib.sh
+. "$ROOT/tests/lib.sh"
 
 rust_target() {
     rustup target list --installed | grep -qx "$1" && return 0

@@ -227,7 +227,7 @@ fn verifies(ca: &X509, cert: &X509) -> Result<(), String> {
 #[test]
 fn a_new_ca_is_limited_to_lan_names() {
     let server = start_server(&[]);
-    let (ca, ca_key) = load_ca(server.state.path());
+    let (ca, ca_key) = load_ca(server.state_dir());
     let text = String::from_utf8(ca.to_text().unwrap()).unwrap();
     assert!(text.contains("X509v3 Name Constraints: critical"), "{text}");
     for permitted in [
@@ -252,7 +252,7 @@ fn a_new_ca_is_limited_to_lan_names() {
     // The server certificate it issued verifies under the constraints, by itself and in
     // a real handshake (which checks the host name too).
     let server_crt =
-        X509::from_pem(&std::fs::read(server.state.path().join("server.crt")).unwrap()).unwrap();
+        X509::from_pem(&std::fs::read(server.state_dir().join("server.crt")).unwrap()).unwrap();
     assert_eq!(verifies(&ca, &server_crt), Ok(()));
     connect(&server);
 
@@ -293,7 +293,7 @@ fn an_existing_ca_is_kept_as_it_is() {
     let server = start_in(state, &[]);
     assert_eq!(server.ca_pem, ca_pem);
     assert_eq!(
-        std::fs::read(server.state.path().join("ca.crt")).unwrap(),
+        std::fs::read(server.state_dir().join("ca.crt")).unwrap(),
         ca_pem
     );
     let tls = connect(&server);
@@ -362,7 +362,7 @@ fn the_server_certificate_renews_itself_while_running() {
     assert!(server.log().contains("renewing the server certificate"));
     assert_eq!(verifies(&ca, &renewed), Ok(()));
     let on_disk =
-        X509::from_pem(&std::fs::read(server.state.path().join("server.crt")).unwrap()).unwrap();
+        X509::from_pem(&std::fs::read(server.state_dir().join("server.crt")).unwrap()).unwrap();
     assert_eq!(on_disk.to_der().unwrap(), renewed.to_der().unwrap());
 
     // The tablet registered before the renewal calls one registered after it.

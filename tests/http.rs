@@ -265,7 +265,7 @@ fn ca_certificate_download() {
             Some("application/x-x509-ca-cert")
         );
         assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
-        let on_disk = std::fs::read(server.state.path().join("ca.crt")).unwrap();
+        let on_disk = std::fs::read(server.state_dir().join("ca.crt")).unwrap();
         assert!(body.starts_with(b"-----BEGIN CERTIFICATE-----"));
         assert_eq!(body, on_disk);
     });
@@ -353,7 +353,7 @@ fn own_certificate_serves_no_ca_download() {
     let cert = pki.path().join("srv.pem").display().to_string();
     let key = pki.path().join("srv.key").display().to_string();
     let mut server = start_server(&["--cert", &cert, "--key", &key]);
-    assert!(!server.state.path().join("ca.crt").exists());
+    assert!(!server.state_dir().join("ca.crt").exists());
     server.ca_pem = ca;
     run(async {
         let (status, _, _) = server.get("/ca.crt").await;

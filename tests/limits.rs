@@ -146,7 +146,7 @@ fn rate_limit_refuses_then_closes() {
                 other => panic!("{other:?}"),
             }
             assert!(
-                started.elapsed() < Duration::from_secs(8),
+                started.elapsed() < at_most(Duration::from_secs(5), Duration::from_secs(3)),
                 "still open after {:?} of flooding",
                 started.elapsed()
             );
@@ -157,7 +157,8 @@ fn rate_limit_refuses_then_closes() {
         assert_eq!(u16::from(frame.code), 1008);
         assert_eq!(frame.reason.as_str(), "rate limit");
         assert!(
-            took >= Duration::from_millis(4900) && took < Duration::from_millis(6500),
+            took >= Duration::from_millis(4900)
+                && took < at_most(Duration::from_secs(5), Duration::from_millis(1500)),
             "closed after {took:?} ({refused} messages)"
         );
     });
@@ -216,7 +217,8 @@ fn silent_client_is_dropped_as_a_disconnect() {
         };
         let (took, ()) = futures_lite::future::zip(partner, observer).await;
         assert!(
-            took >= Duration::from_millis(1000) && took < Duration::from_millis(3000),
+            took >= Duration::from_millis(1000)
+                && took < at_most(Duration::from_secs(1), Duration::from_secs(2)),
             "dropped after {took:?}"
         );
         // Readers stay well past the idle timeout.
@@ -264,7 +266,8 @@ fn handshake_timeout_closes_idle_sockets() {
         .await;
         for took in [tcp, quiet, half] {
             assert!(
-                took >= Duration::from_millis(1000) && took < Duration::from_secs(3),
+                took >= Duration::from_millis(1000)
+                    && took < at_most(Duration::from_secs(1), Duration::from_secs(2)),
                 "closed after {took:?}"
             );
         }
@@ -340,7 +343,10 @@ fn socket_cap_refuses_extra_sockets_before_tls() {
             let since = Instant::now();
             let mut extra = smol::net::TcpStream::connect(server.addr).await.unwrap();
             let took = until_closed(&mut extra, since).await;
-            assert!(took < Duration::from_secs(1), "{took:?}");
+            // At most half the handshake timeout, however slow the machine, so "at once"
+            // stays apart from "after the timeout".
+            let bound = at_most(Duration::ZERO, Duration::from_secs(1)).min(Duration::from_secs(5));
+            assert!(took < bound, "{took:?}");
         }
         // Registered peers notice nothing and work as before.
         a.expect_silence(QUIET).await;

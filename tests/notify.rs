@@ -3,50 +3,27 @@
 //! busy loop), `STOPPING=1` and exit status 0 on SIGTERM; both a socket path and an
 //! abstract `@name`, as systemd uses either.
 //!
-//! The server is spawned with `tests/support`'s command, honouring `INTERCOMD_BIN` and
+//! The server is started with `tests/support`'s `Launch`, honouring `INTERCOMD_BIN` and
 //! `INTERCOMD_RUNNER`, so the same test runs against an ARM binary under qemu.
 
 mod support;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Launch, Server};
 
-/// How long to wait for a datagram that must come. Emulated ARM starts slowly.
+/// How long to wait for a datagram that must come: twice the usual patience, as a
+/// starting (emulated) server may take long to say it is ready.
 fn patience() -> Duration {
-    if std::env::var_os("INTERCOMD_RUNNER").is_some() {
-        Duration::from_secs(30)
-    } else {
-        Duration::from_secs(10)
-    }
-}
-
-/// The server process; killed if a test fails before it exits.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    support::patience() * 2
 }
 
 /// Start the server on `addr` with a fresh state directory and the given environment.
-fn spawn(addr: SocketAddr, state: &std::path::Path, env: &[(&str, &str)]) -> Server {
-    let mut cmd = support::command();
-    cmd.arg("--listen")
-        .arg(addr.to_string())
-        .arg("--state-dir")
-        .arg(state)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    Server(cmd.spawn().expect("spawn intercomd"))
+fn spawn(addr: SocketAddr, env: &[(&str, &str)]) -> Server {
+    env.iter()
+        .fold(Launch::new().listen(addr), |l, (k, v)| l.env(k, v))
+        .spawn()
 }
 
 /// A loopback port nobody listens on right now.
@@ -79,15 +56,11 @@ fn must_recv(sock: &UnixDatagram) -> String {
 
 /// SIGTERM, then the datagrams sent until exit (watchdog pings dropped) and the exit status.
 fn terminate(server: &mut Server, sock: &UnixDatagram) -> (Vec<String>, std::process::ExitStatus) {
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    server.send_sigterm();
     let until = Instant::now() + patience();
     let mut seen = Vec::new();
     loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
+        if let Some(status) = server.try_exit() {
             while let Some(m) = recv(sock, Duration::from_millis(1)) {
                 seen.push(m);
             }
@@ -110,7 +83,6 @@ fn ready_once_listening_then_watchdog_pings_then_stopping() {
     // systemd kills a service that stays silent for WATCHDOG_USEC; 1 s here.
     let mut server = spawn(
         addr,
-        &dir.path().join("state"),
         &[
             ("NOTIFY_SOCKET", path.to_str().unwrap()),
             ("WATCHDOG_USEC", "1000000"),
@@ -146,7 +118,6 @@ fn ready_once_listening_then_watchdog_pings_then_stopping() {
 
 #[test]
 fn abstract_socket_name_and_no_watchdog_unless_asked() {
-    let dir = tempfile::tempdir().unwrap();
     let name = format!("intercomd-notify-test-{}", std::process::id());
     use std::os::linux::net::SocketAddrExt;
     let sock = UnixDatagram::bind_addr(
@@ -154,11 +125,7 @@ fn abstract_socket_name_and_no_watchdog_unless_asked() {
     )
     .unwrap();
     let addr = free_port();
-    let mut server = spawn(
-        addr,
-        &dir.path().join("state"),
-        &[("NOTIFY_SOCKET", &format!("@{name}"))],
-    );
+    let mut server = spawn(addr, &[("NOTIFY_SOCKET", &format!("@{name}"))]);
 
     assert_eq!(must_recv(&sock), "READY=1");
     TcpStream::connect(addr).expect("READY=1 came before the port accepted connections");

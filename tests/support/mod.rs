@@ -16,104 +16,284 @@ use serde_json::{Value, json};
 use smol::net::TcpStream;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a test waits for a message it expects. Generous: emulated ARM is slow.
-pub fn patience() -> Duration {
-    if std::env::var_os("INTERCOMD_RUNNER").is_some() {
-        Duration::from_secs(20)
-    } else {
-        Duration::from_secs(5)
+/// How many times slower than a quiet x86_64 machine this run may be: 4 under an emulator
+/// (`INTERCOMD_RUNNER`), else 1; `INTERCOMD_SLACK` sets it (a loaded or slow machine).
+pub fn slack() -> u32 {
+    match std::env::var("INTERCOMD_SLACK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) if n >= 1 => n,
+        _ if std::env::var_os("INTERCOMD_RUNNER").is_some() => 4,
+        _ => 1,
     }
+}
+
+/// How long a test waits for a message it expects: 5 s times [`slack`].
+pub fn patience() -> Duration {
+    Duration::from_secs(5) * slack()
+}
+
+/// An upper bound on how long something may take: `expected` plus `margin` times
+/// [`slack`]. The lower bound, where there is one, stays `expected`.
+pub fn at_most(expected: Duration, margin: Duration) -> Duration {
+    expected + margin * slack()
 }
 
 /// A running server process.
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
-    pub state: tempfile::TempDir,
+    /// The state directory when the server has one of its own (removed with it).
+    state: Option<tempfile::TempDir>,
+    state_dir: PathBuf,
     pub ca_pem: Vec<u8>,
+    /// From spawning the process to its "listening on" line, as seen here.
+    pub ready: Duration,
+    /// The server's own start-up figure from that line, in ms.
+    pub self_ms: Option<f64>,
     log: Arc<Mutex<String>>,
 }
 
-/// The binary under test and the command prefix to run it through.
-pub fn command() -> Command {
-    let bin = std::env::var("INTERCOMD_BIN")
+/// The binary under test: `INTERCOMD_BIN`, or the one cargo built.
+pub fn binary() -> PathBuf {
+    std::env::var_os("INTERCOMD_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_intercomd")));
-    match std::env::var("INTERCOMD_RUNNER") {
-        Ok(runner) if !runner.trim().is_empty() => {
-            let mut parts = runner.split_whitespace();
-            let mut c = Command::new(parts.next().unwrap());
-            c.args(parts).arg(bin);
-            c
-        }
-        _ => Command::new(bin),
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_intercomd")))
+}
+
+/// How to start a server: `Launch::new().args(..).spawn()`. By default the binary under
+/// test on 127.0.0.1:0, run through `INTERCOMD_RUNNER` when set, with a fresh state
+/// directory, `--log-level debug`, and the log kept for [`Server::log`].
+pub struct Launch {
+    bin: PathBuf,
+    listen: String,
+    state: Option<tempfile::TempDir>,
+    state_dir: Option<PathBuf>,
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
+    log_level: Option<String>,
+    cpu: Option<usize>,
+    echo: &'static [&'static str],
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self::new()
     }
+}
+
+impl Launch {
+    pub fn new() -> Launch {
+        Launch {
+            bin: binary(),
+            listen: "127.0.0.1:0".into(),
+            state: None,
+            state_dir: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            log_level: Some("debug".into()),
+            cpu: None,
+            echo: &[],
+        }
+    }
+
+    /// Another binary (a second build), still through `INTERCOMD_RUNNER`.
+    pub fn bin(mut self, bin: impl Into<PathBuf>) -> Launch {
+        self.bin = bin.into();
+        self
+    }
+
+    /// Flags after the defaults (later flags win).
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Launch {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// `--listen` (default 127.0.0.1:0).
+    pub fn listen(mut self, addr: SocketAddr) -> Launch {
+        self.listen = addr.to_string();
+        self
+    }
+
+    /// Run in this state directory, which the server then owns (e.g. a restart).
+    pub fn state(mut self, dir: tempfile::TempDir) -> Launch {
+        self.state = Some(dir);
+        self
+    }
+
+    /// Run in a state directory the caller keeps (e.g. one certificate for many starts).
+    pub fn state_dir(mut self, dir: &Path) -> Launch {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// `--log-level`; `None` leaves the server's default (a benchmark's figures).
+    pub fn log_level(mut self, level: Option<&str>) -> Launch {
+        self.log_level = level.map(str::to_string);
+        self
+    }
+
+    /// Pin the server to this CPU with `taskset` (`None`: not pinned).
+    pub fn pinned(mut self, cpu: Option<usize>) -> Launch {
+        self.cpu = cpu;
+        self
+    }
+
+    /// Copy log lines containing any of these words to stderr (`INTERCOMD_TEST_LOG`
+    /// copies every line).
+    pub fn echo(mut self, words: &'static [&'static str]) -> Launch {
+        self.echo = words;
+        self
+    }
+
+    /// Start the server and wait for its "listening on" line (at most 3 × `patience()`).
+    pub fn spawn(self) -> Server {
+        let (state, state_dir) = match (self.state, self.state_dir) {
+            (_, Some(dir)) => (None, dir),
+            (Some(t), None) => {
+                let dir = t.path().to_path_buf();
+                (Some(t), dir)
+            }
+            (None, None) => {
+                let t = tempfile::tempdir().expect("temp dir");
+                let dir = t.path().to_path_buf();
+                (Some(t), dir)
+            }
+        };
+        let mut prefix: Vec<String> = Vec::new();
+        if let Some(cpu) = self.cpu {
+            prefix.extend(["taskset".into(), "-c".into(), cpu.to_string()]);
+        }
+        if let Ok(runner) = std::env::var("INTERCOMD_RUNNER") {
+            prefix.extend(runner.split_whitespace().map(str::to_string));
+        }
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        cmd.args(["--listen", &self.listen, "--state-dir"])
+            .arg(&state_dir);
+        if let Some(level) = &self.log_level {
+            cmd.args(["--log-level", level]);
+        }
+        // The test's own service manager, if any, is not the server's.
+        for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            cmd.env_remove(key);
+        }
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("spawn intercomd");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        let echo = self.echo;
+        // Drain the log for the server's whole life, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            let all = std::env::var_os("INTERCOMD_TEST_LOG").is_some();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if all || echo.iter().any(|w| line.contains(w)) {
+                    eprintln!("server: {line}");
+                }
+                if let Some(at) = line.find("listening on ") {
+                    let rest = &line[at + 13..];
+                    let addr = rest.split_whitespace().next().unwrap_or("").parse();
+                    // "... listening on <addr> (<ms> ms ...)"
+                    let ms = rest
+                        .split_once('(')
+                        .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok());
+                    if let (Some(t), Ok(addr)) = (tx.take(), addr) {
+                        let _ = t.send((addr, ms, started.elapsed()));
+                    }
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let (addr, self_ms, ready) = match rx.recv_timeout(patience() * 3) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        let ca_pem = std::fs::read(state_dir.join("ca.crt")).unwrap_or_default();
+        Server {
+            child: Some(child),
+            addr,
+            state,
+            state_dir,
+            ca_pem,
+            ready,
+            self_ms,
+            log,
+        }
+    }
+}
+
+/// For benchmarks: pin this process (all threads to come) to CPU 1, leaving CPU 0 to the
+/// server (`Launch::pinned(Some(0))`). False where there is one CPU or no `taskset`.
+pub fn pin_self() -> bool {
+    let two = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    two && Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Clock ticks per second, the unit of [`Server::cpu_ticks`].
+pub fn clock_ticks_per_s() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// Start the server with short test intervals plus `args` (later flags win).
 pub fn start_server(args: &[&str]) -> Server {
-    let state = tempfile::tempdir().expect("temp dir");
-    start_in(state, args)
+    Launch::new().args(args).spawn()
 }
 
 /// Start the server in an existing state directory (e.g. to restart with the same CA).
 pub fn start_in(state: tempfile::TempDir, args: &[&str]) -> Server {
-    let mut cmd = command();
-    cmd.args(["--listen", "127.0.0.1:0", "--state-dir"])
-        .arg(state.path())
-        .args(["--log-level", "debug"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn intercomd");
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if std::env::var_os("INTERCOMD_TEST_LOG").is_some() {
-                eprintln!("server: {line}");
-            }
-            if let Some(at) = line.find("listening on ") {
-                let addr = line[at + 13..].split_whitespace().next().unwrap_or("");
-                if let (Some(t), Ok(addr)) = (tx.take(), addr.parse::<SocketAddr>()) {
-                    let _ = t.send(addr);
-                }
-            }
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = match rx.recv_timeout(patience() * 3) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("server did not start; log:\n{}", log.lock().unwrap());
-        }
-    };
-    let ca_pem = std::fs::read(state.path().join("ca.crt")).unwrap_or_default();
-    Server {
-        child: Some(child),
-        addr,
-        state,
-        ca_pem,
-        log,
-    }
+    Launch::new().state(state).args(args).spawn()
 }
 
 impl Server {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// The server's state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// Everything the server logged so far.
@@ -160,6 +340,23 @@ impl Server {
 
     /// Open a WebSocket with extra request headers.
     pub async fn client_with(&self, headers: &[(&str, &str)]) -> Result<Client, WsError> {
+        let tls = self.tls().await;
+        self.upgrade(tls, headers).await
+    }
+
+    /// Open a WebSocket at /ws; the error when any step fails (a load generator's
+    /// connections, which the server may refuse).
+    pub async fn try_client(&self) -> Result<Client, String> {
+        let tls = self.try_tls().await?;
+        self.upgrade(tls, &[]).await.map_err(|e| e.to_string())
+    }
+
+    /// The WebSocket upgrade over `tls`, with extra request headers.
+    async fn upgrade(
+        &self,
+        tls: TlsStream<TcpStream>,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, WsError> {
         use async_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("wss://localhost:{}/ws", self.addr.port())
             .into_client_request()
@@ -170,7 +367,6 @@ impl Server {
             req.headers_mut()
                 .insert(name, v.parse().expect("header value"));
         }
-        let tls = self.tls().await;
         let cfg = WebSocketConfig::default()
             .max_message_size(None)
             .max_frame_size(None);
@@ -259,7 +455,23 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// A `/proc/<pid>/status` field in kB (e.g. "VmRSS").
+    /// (utime, stime) in clock ticks, from `/proc/<pid>/stat`.
+    pub fn cpu_ticks(&self) -> (u64, u64) {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        // Fields 14 and 15 of stat; `rest` starts at field 3.
+        (
+            f.get(11).copied().unwrap_or(0),
+            f.get(12).copied().unwrap_or(0),
+        )
+    }
+
+    /// A `/proc/<pid>/status` field in kB (e.g. "VmRSS"), or a count (`Threads`).
     pub fn status_kb(&self, field: &str) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         s.lines()
@@ -288,15 +500,20 @@ impl Server {
     /// Wait for the process to exit (at most `patience()`).
     pub fn wait_exit(&mut self) -> ExitStatus {
         let started = Instant::now();
-        let child = self.child.as_mut().unwrap();
         loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                self.child = None;
+            if let Some(st) = self.try_exit() {
                 return st;
             }
             assert!(started.elapsed() < patience(), "server did not exit");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let st = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(st)
     }
 
     /// The plain-HTTP address (`--http-listen 127.0.0.1:0`), from the log.
@@ -346,8 +563,7 @@ impl Server {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let tmp = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.state, tmp)
+        self.state.take().expect("a state directory of its own")
     }
 }
 
