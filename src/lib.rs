@@ -7,6 +7,7 @@
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod mobileconfig;
 pub mod notify;
 pub mod peers;
 pub mod protocol;
