@@ -543,6 +543,7 @@ pub fn route(head: &Head, ctx: &HttpCtx) -> Route {
                 .header("Cache-Control", "no-cache"),
             None => Response::error(404),
         },
+        "/intercom.mobileconfig" => profile_response(ctx.ca_pem, strip_port(host)),
         _ => match resolve_path(&head.target).and_then(|rel| Some((ctx.www.get(&rel)?, rel))) {
             Some(((body, etag), rel)) => {
                 let fresh = etag.is_some_and(|e| head.if_none_match.as_deref() == Some(e));
@@ -606,6 +607,7 @@ pub fn route_plain(head: &Head, ca_pem: Option<&[u8]>, https_port: u16) -> Respo
                 "Content-Disposition",
                 "attachment; filename=\"intercom-ca.crt\"",
             ),
+        ("/intercom.mobileconfig", Some(_)) => profile_response(ca_pem, bare),
         ("/", Some(_)) => Response::new(
             200,
             "text/html; charset=utf-8",
@@ -630,6 +632,23 @@ pub fn route_plain(head: &Head, ca_pem: Option<&[u8]>, https_port: u16) -> Respo
     r.head_only = head.method == "HEAD";
     r.close |= head.close;
     r
+}
+
+/// The local CA as an Apple configuration profile; 404 without a local CA.
+fn profile_response(ca_pem: Option<&[u8]>, host: &str) -> Response {
+    let der = ca_pem.and_then(|pem| openssl::x509::X509::from_pem(pem).ok()?.to_der().ok());
+    match der {
+        Some(der) => Response::new(
+            200,
+            crate::mobileconfig::CONTENT_TYPE,
+            crate::mobileconfig::profile(&der, host),
+        )
+        .header(
+            "Content-Disposition",
+            "attachment; filename=\"intercom.mobileconfig\"",
+        ),
+        None => Response::error(404),
+    }
 }
 
 /// `host:port` → `host`, keeping bracketed IPv6 literals whole.

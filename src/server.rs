@@ -68,6 +68,8 @@ pub struct Shared {
     next_conn: Cell<u64>,
     started: Instant,
     urandom: RefCell<std::fs::File>,
+    /// The plain-HTTP port, for `/healthz`.
+    http_port: Cell<Option<u16>>,
 }
 
 /// Decrements a counter when dropped.
@@ -96,6 +98,7 @@ impl Shared {
             next_conn: Cell::new(0),
             started: Instant::now(),
             urandom: RefCell::new(std::fs::File::open("/dev/urandom")?),
+            http_port: Cell::new(None),
         }))
     }
 
@@ -129,11 +132,14 @@ impl Shared {
 
     pub fn health(&self) -> String {
         format!(
-            r#"{{"status":"ok","peers":{},"connections":{},"uptime_s":{},"version":"{}"}}"#,
+            r#"{{"status":"ok","peers":{},"connections":{},"uptime_s":{},"version":"{}","http_port":{}}}"#,
             self.peers.borrow().len(),
             self.websockets(),
             self.started.elapsed().as_secs(),
             env!("CARGO_PKG_VERSION"),
+            self.http_port
+                .get()
+                .map_or("null".to_string(), |p| p.to_string()),
         )
     }
 }
@@ -150,6 +156,9 @@ pub async fn run<'ex>(
     cap_kernel_buffers(&listener);
     if let Some(plain) = &plain {
         cap_kernel_buffers(plain);
+        shared
+            .http_port
+            .set(plain.local_addr().ok().map(|a| a.port()));
     }
     if let Some(plain) = plain {
         ex.spawn(plain_loop(ex, shared.clone(), plain, https_port))

@@ -240,7 +240,7 @@ fn healthz_reports_peers_and_connections() {
         assert_eq!(
             h,
             json!({"status": "ok", "peers": 0, "connections": 0,
-                   "uptime_s": h["uptime_s"], "version": env!("CARGO_PKG_VERSION")})
+                   "uptime_s": h["uptime_s"], "version": env!("CARGO_PKG_VERSION"), "http_port": null})
         );
         let (_a, _) = server.register("a").await;
         let (b, _) = server.register("b").await;
