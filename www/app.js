@@ -252,7 +252,13 @@ function renderTrustHint() {
   if (show && S.httpPort === null) learnGuidePort();
   const link = $('trust-link');
   link.hidden = !S.httpPort;
-  if (S.httpPort) link.href = `http://${location.hostname}:${S.httpPort}/`;
+  if (S.httpPort) {
+    // The guide is on this same appliance, on its plain-HTTP port.
+    const guide = new URL('/', location.href);
+    guide.protocol = 'http:';
+    guide.port = String(S.httpPort);
+    link.href = guide.href;
+  }
 }
 
 /** Learns the plain-HTTP port (the set-up guide) from the appliance, once. */
