@@ -246,10 +246,12 @@ function renderBanner() {
 /** The page loaded, but its socket never opens: most likely the certificate (Safari
  *  does not carry a "visit anyway" exception over to wss://). Links to the guide. */
 function renderTrustHint() {
-  const show = !sig.everRegistered && sig.failedOpens >= TRUST_HINT_AFTER;
+  const failing = !sig.everRegistered && sig.failedOpens > 0;
+  const show = failing && sig.failedOpens >= TRUST_HINT_AFTER;
   const hint = $('trust-hint');
   hint.hidden = !show;
-  if (show && S.httpPort === null) learnGuidePort();
+  // Asked at the first failure, so the link is usually there when the hint shows.
+  if (failing && S.httpPort === null) learnGuidePort();
   const link = $('trust-link');
   link.hidden = !S.httpPort;
   if (S.httpPort) {

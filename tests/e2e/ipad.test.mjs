@@ -269,7 +269,10 @@ test('a page whose WebSocket upgrade keeps failing shows the trust hint with a l
   });
   await page.goto(`${server.origin}/?name=porch&key=${KEY}`);
   const tab = { label: 'trust', probe: (fn, arg) => page.evaluate(fn, arg) };
-  const hint = await waitFor(tab, 'the trust hint', () => window.intercomTest && window.intercomTest.trustHint(), undefined, { timeout: 20000, report: () => ({ failedOpens: window.intercomTest.failedOpens(), connection: window.intercomTest.connection(), screen: window.intercomTest.state(), ws: String(window.WebSocket).slice(0, 60) }) });
+  const hint = await waitFor(tab, 'the trust hint with its link', () => {
+    const h = window.intercomTest && window.intercomTest.trustHint();
+    return h && h.href && h;
+  }, undefined, { timeout: 20000, report: () => ({ failedOpens: window.intercomTest.failedOpens(), connection: window.intercomTest.connection(), screen: window.intercomTest.state(), ws: String(window.WebSocket).slice(0, 60) }) });
   assert.match(hint.text, /does not trust the intercom's certificate/);
   assert.equal(hint.href, `http://localhost:${httpPort}/`);
   await page.screenshot({ path: join(artifacts, 'ipad-trust-hint.png') });
