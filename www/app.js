@@ -295,12 +295,14 @@ function showSetup(errorKey) {
   const err = $('setup-error');
   err.hidden = !errorKey;
   err.textContent = errorKey ? t(errorKey) : '';
-  input.setAttribute('aria-invalid', errorKey ? 'true' : 'false');
+  const keyError = errorKey === 'keyNeeded' || errorKey === 'keyWrong';
+  input.setAttribute('aria-invalid', errorKey && !keyError ? 'true' : 'false');
+  $('setup-key').setAttribute('aria-invalid', keyError ? 'true' : 'false');
   $('setup-key-field').hidden = !S.needKey;
   $('setup-key').value = store.get(KEY_KEY) || '';
   $('setup-cancel').hidden = !S.editingFromList;
   show('setup');
-  if (errorKey === 'keyNeeded' || errorKey === 'keyWrong') $('setup-key').focus();
+  if (keyError) $('setup-key').focus();
   else input.focus();
 }
 
