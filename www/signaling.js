@@ -73,11 +73,12 @@ export class Signaling extends Emitter {
     this.everRegistered = false;
     this.registrations = 0;
     this.failedOpens = 0;
-    this.visibleReconnects = 0;
     window.addEventListener('online', () => this.reconnectNow());
     const back = () => {
-      if (document.visibilityState !== 'visible') return;
-      this.visibleReconnects++;
+      // iOS fires both visibilitychange and pageshow on a return: one second socket
+      // is enough, and dropping one that the server may already have switched to
+      // would take this tablet offline for a moment.
+      if (document.visibilityState !== 'visible' || this.candidate) return;
       this.reconnectNow();
     };
     document.addEventListener('visibilitychange', back);

@@ -155,6 +155,9 @@ test('the first wake-lock request is inside a tap, and it is asked again on ever
   await waitFor(door, 'a request after visibilitychange', () => window.e2eLog.wake.length >= 2);
   await door.probe(() => window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true })));
   await waitFor(door, 'a request after pageshow', () => window.e2eLog.wake.length >= 3);
+  // Each return also opened a second socket, which took over the registration.
+  await waitFor(door, 'one registered socket again', () => window.intercomTest.sockets() === 1 && window.intercomTest.connection() === 'registered', undefined, { report });
+  assert.ok((await door.probe(() => window.intercomTest.registrations())) >= 2, 'the door registered again on its return');
   // The kiosk asked for camera and microphone on that first tap, before any call.
   assert.equal((await e2eLog(door)).gum.length, 1, 'one getUserMedia on the first tap');
   await waitFor(door, 'the warm-up camera request to finish', () => window.e2eLog.gum[0].end !== null, undefined, { timeout: SLOW_MEDIA_MS + 5000 });
