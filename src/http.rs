@@ -553,6 +553,16 @@ pub fn route(head: &Head, ctx: &HttpCtx, port: Port) -> Route {
             ),
             None => Response::error(404),
         },
+        (_, "/intercom.mobileconfig") => match ctx.ca_pem.and_then(pem_to_der) {
+            Some(der) => {
+                let profile = crate::mobileconfig::profile(&der, strip_port(host));
+                Response::new(200, crate::mobileconfig::CONTENT_TYPE, profile).header(
+                    "Content-Disposition",
+                    "attachment; filename=\"intercom.mobileconfig\"",
+                )
+            }
+            None => Response::error(404),
+        },
         (Port::Plain { .. }, "/") | (Port::Tls, "/setup") => match ctx.ca_pem {
             Some(_) => guide(ctx.www, &https),
             None => Response::error(404),
@@ -578,6 +588,11 @@ pub fn route(head: &Head, ctx: &HttpCtx, port: Port) -> Route {
     resp.head_only = !get;
     resp.close |= head.close;
     Route::Respond(resp)
+}
+
+/// The CA's DER from its PEM.
+fn pem_to_der(pem: &[u8]) -> Option<Vec<u8>> {
+    openssl::x509::X509::from_pem(pem).ok()?.to_der().ok()
 }
 
 /// `/ws`: a valid upgrade from an allowed origin, or why not.

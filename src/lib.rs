@@ -8,6 +8,7 @@ pub(crate) mod clock;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod mobileconfig;
 pub mod notify;
 pub(crate) mod peers;
 pub mod protocol;

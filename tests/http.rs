@@ -511,6 +511,15 @@ fn plain_http_port_serves_ca_and_guide_and_redirects() {
         "{page}"
     );
 
+    // The profile is served here directly, never by a redirect.
+    let (status, head, body) = get("/intercom.mobileconfig");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&head, "content-type"),
+        Some("application/x-apple-aspen-config")
+    );
+    assert!(String::from_utf8_lossy(&body).contains("com.apple.security.root"));
+
     for target in ["/index.html", "/ws", "/healthz?x=1", "/a/b"] {
         let (status, head, _) = get(target);
         assert_eq!(status, 301, "{target}");
@@ -539,6 +548,12 @@ fn plain_http_port_serves_ca_and_guide_and_redirects() {
         );
         assert!(!page.contains("{https}"), "{page}");
         assert_eq!(server.get("/guide.html").await.0, 404);
+        let (status, head, _) = server.get("/intercom.mobileconfig").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            header(&head, "content-type"),
+            Some("application/x-apple-aspen-config")
+        );
     });
 }
 

@@ -11,6 +11,10 @@
 //   lang=ko        force the language (en, ko)
 //   key=…          access key, when the appliance was started with --access-key
 //   kiosk=1        kiosk behaviour without presetting a name
+//
+// A URL carrying any of these is the tablet's set-up: they are kept in localStorage
+// and a launch without any (a home-screen app starts at its own URL, with storage
+// apart from Safari's) uses what was kept. The settings panel forgets them.
 
 import { t, pickLang, setLang, translateDom } from './i18n.js';
 import { Signaling } from './signaling.js';
@@ -18,14 +22,14 @@ import { Call } from './call.js';
 import * as sound from './sound.js';
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const flag = (name) => ['1', 'true', 'yes', 'on'].includes((params.get(name) || '').toLowerCase());
-const flagOff = (name) => ['0', 'false', 'no', 'off'].includes((params.get(name) || '').toLowerCase());
-
 const NAME_KEY = 'intercom.name';
 const PTT_KEY = 'intercom.ptt';
 const CAM_KEY = 'intercom.camera';
 const KEY_KEY = 'intercom.key';
+const SETUP_KEY = 'intercom.setup';
+// The kiosk's set-up parameters (door, calls, groups and dnd are for the kiosk modes).
+const SETUP_PARAMS = ['name', 'autoanswer', 'audio', 'video', 'ptt', 'kiosk', 'lang', 'key', 'door', 'calls', 'groups', 'dnd'];
+const TRUST_HINT_AFTER = 3; // sockets in a row that never opened
 const NOTICE_MS = 8000;
 const AUTOANSWER_MS = 2500;
 
@@ -54,6 +58,30 @@ const store = {
   },
 };
 
+/** The URL's set-up parameters when it has any (and keeps them), else the kept ones. */
+function setupParams() {
+  const url = new URLSearchParams(location.search);
+  const own = new URLSearchParams();
+  for (const k of SETUP_PARAMS) if (url.has(k)) own.set(k, url.get(k));
+  if ([...own.keys()].length > 0) {
+    store.set(SETUP_KEY, own.toString());
+    return own;
+  }
+  return new URLSearchParams(store.get(SETUP_KEY) || '');
+}
+
+const params = setupParams();
+
+/** Changes a kept set-up parameter the URL had set, so the next launch keeps the change. */
+function keepSetup(k, v) {
+  const kept = new URLSearchParams(store.get(SETUP_KEY) || '');
+  if (!kept.has(k)) return;
+  kept.set(k, v);
+  store.set(SETUP_KEY, kept.toString());
+}
+const flag = (name) => ['1', 'true', 'yes', 'on'].includes((params.get(name) || '').toLowerCase());
+const flagOff = (name) => ['0', 'false', 'no', 'off'].includes((params.get(name) || '').toLowerCase());
+
 const kiosk = params.has('name') || flag('autoanswer') || flag('kiosk');
 const autoAnswer = flag('autoanswer');
 if (params.has('key')) store.set(KEY_KEY, params.get('key'));
@@ -70,6 +98,9 @@ const S = {
   keyed: false, // the appliance requires an access key (from `registered`)
   noticeTimer: null,
   queuedHangup: null, // a hangup to send once the socket is back
+  needKey: false, // the appliance asked for an access key: set-up shows the field
+  httpPort: null, // the plain-HTTP port with the set-up guide (from /healthz); 0 while asking or when none
+  gestured: false, // a tap or key press has happened (sound, wake lock, camera)
 };
 
 const wsUrl = `${location.protocol === 'http:' ? 'ws' : 'wss'}://${location.host}/ws`;
@@ -108,6 +139,7 @@ function render() {
   document.body.dataset.screen = now;
   updateWakeLock();
   updateSoundGate();
+  sound.setSession(now === 'call' ? 'auto' : 'playback');
 }
 
 function avatar(el, name) {
@@ -208,6 +240,42 @@ function renderBanner() {
   else if (sig.lastError === 'full') $('banner-text').textContent = t('full');
   else $('banner-text').textContent = secs > 0 ? t('reconnectingIn', { s: secs }) : t('reconnecting');
   $('banner-retry').hidden = secs <= 0;
+  renderTrustHint();
+}
+
+/** The page loaded, but its socket never opens: most likely the certificate (Safari
+ *  does not carry a "visit anyway" exception over to wss://). Links to the guide. */
+function renderTrustHint() {
+  const failing = !sig.everRegistered && sig.failedOpens > 0;
+  const show = failing && sig.failedOpens >= TRUST_HINT_AFTER;
+  const hint = $('trust-hint');
+  hint.hidden = !show;
+  // Asked at the first failure, so the link is usually there when the hint shows.
+  if (failing && S.httpPort === null) learnGuidePort();
+  const link = $('trust-link');
+  link.hidden = !S.httpPort;
+  if (S.httpPort) {
+    // The guide is on this same appliance, on its plain-HTTP port.
+    const guide = new URL('/', location.href);
+    guide.protocol = 'http:';
+    guide.port = String(S.httpPort);
+    link.href = guide.href;
+  }
+}
+
+/** Learns the plain-HTTP port (the set-up guide) from the appliance, once. */
+function learnGuidePort() {
+  S.httpPort = 0; // asked; 0 until answered, null again if it failed
+  fetch('/healthz', { cache: 'no-store' })
+    .then((r) => r.json())
+    .then((h) => {
+      const port = h && h.http_port;
+      S.httpPort = Number.isInteger(port) && port > 0 && port < 65536 ? port : 0;
+      renderTrustHint();
+    })
+    .catch(() => {
+      S.httpPort = null;
+    });
 }
 setInterval(renderBanner, 1000);
 
@@ -227,10 +295,15 @@ function showSetup(errorKey) {
   const err = $('setup-error');
   err.hidden = !errorKey;
   err.textContent = errorKey ? t(errorKey) : '';
-  input.setAttribute('aria-invalid', errorKey ? 'true' : 'false');
+  const keyError = errorKey === 'keyNeeded' || errorKey === 'keyWrong';
+  input.setAttribute('aria-invalid', errorKey && !keyError ? 'true' : 'false');
+  $('setup-key').setAttribute('aria-invalid', keyError ? 'true' : 'false');
+  $('setup-key-field').hidden = !S.needKey;
+  $('setup-key').value = store.get(KEY_KEY) || '';
   $('setup-cancel').hidden = !S.editingFromList;
   show('setup');
-  input.focus();
+  if (keyError) $('setup-key').focus();
+  else input.focus();
 }
 
 function validName(name) {
@@ -246,6 +319,11 @@ $('setup-form').addEventListener('submit', (ev) => {
     $('setup-name').value = name;
     return;
   }
+  if (S.needKey) {
+    store.set(KEY_KEY, $('setup-key').value || null);
+    keepSetup('key', $('setup-key').value);
+  }
+  keepSetup('name', name);
   S.editingFromList = false;
   connectAs(name, { typed: true });
 });
@@ -281,6 +359,11 @@ $('settings-done').addEventListener('click', () => {
   show('list');
   renderList();
 });
+$('settings-clear').addEventListener('click', () => {
+  for (const k of [SETUP_KEY, NAME_KEY, KEY_KEY, PTT_KEY, CAM_KEY]) store.set(k, null);
+  sig.stop();
+  location.replace(location.pathname);
+});
 $('settings-name').addEventListener('click', () => {
   S.editingFromList = true;
   showSetup(null);
@@ -311,6 +394,7 @@ sig.on('registered', (msg) => {
   // Without an access key anyone on the LAN may register and call: then an
   // auto-answering kiosk would be an open camera, so it rings instead.
   S.keyed = msg.keyed === true;
+  S.needKey = S.keyed;
   for (const el of document.querySelectorAll('.aa-note')) el.hidden = !autoAnswer || S.keyed;
   if (S.queuedHangup) {
     sig.send(S.queuedHangup);
@@ -327,7 +411,12 @@ sig.on('registered', (msg) => {
 });
 
 sig.on('fatal', (code) => {
-  const key = FATAL_KEYS.get(code) || 'nameInvalid';
+  let key = FATAL_KEYS.get(code) || 'nameInvalid';
+  if (code === 'unauthorized') {
+    // A question, not a dead end: the set-up screen asks for the key.
+    key = store.get(KEY_KEY) ? 'keyWrong' : 'keyNeeded';
+    S.needKey = true;
+  }
   if (S.call) endCall(S.call, null);
   showSetup(key);
 });
@@ -386,6 +475,10 @@ function beginCall(partner, phase) {
     renderCall();
   });
   call.on('media', renderCall);
+  call.on('local', () => {
+    if (call.media && call.media.video) $('local-video').srcObject = call.media.stream;
+    renderCall();
+  });
   call.on('remote', () => {
     playRemote(call);
     renderCall();
@@ -443,14 +536,13 @@ async function acceptCall() {
   sound.stop();
   sound.unlock();
   enterCallScreen(call);
-  const media = await call.localMedia();
-  if (!current(call)) return;
-  connectMedia(call, media);
-  try {
-    await sig.request({ type: 'accept', to: call.partner });
-  } catch (err) {
+  // Accept first: opening the camera may wait on a permission prompt nobody is at
+  // the door to answer, and the caller's offer waits in the call until then.
+  sig.request({ type: 'accept', to: call.partner }).catch((err) => {
     if (current(call)) endCall(call, err.code === 'no_call' ? 'missed' : 'mediaFailed');
-  }
+  });
+  const media = await call.localMedia();
+  if (current(call)) connectMedia(call, media);
 }
 
 $('in-accept').addEventListener('click', acceptCall);
@@ -476,14 +568,15 @@ function connectMedia(call, media) {
     send: (data) => sig.send({ type: 'signal', to: call.partner, data }),
   });
   $('local-video').srcObject = media.video ? media.stream : null;
-  $('remote-video').srcObject = call.link.remoteStream;
   call.every(1000, renderTimer);
   renderCall();
 }
 
 function playRemote(call) {
   const v = $('remote-video');
-  if (!v.srcObject) return;
+  const stream = call.link && call.link.remoteStream;
+  if (!stream || stream.getTracks().length === 0) return;
+  if (v.srcObject !== stream) v.srcObject = stream;
   const p = v.play();
   if (p && p.catch) {
     p.then(() => setRemoteBlocked(call, false)).catch((err) => {
@@ -543,7 +636,8 @@ function renderCall() {
   const media = call.media;
   const note = $('media-note');
   let noteKey = null;
-  if (media && media.audioReason === 'insecure') noteKey = 'notSecure';
+  if (call.localPaused.audio || call.localPaused.video) noteKey = 'localPaused';
+  else if (media && media.audioReason === 'insecure') noteKey = 'notSecure';
   else if (media && !media.audio) noteKey = 'listenOnly';
   else if (media && !media.video) noteKey = media.videoReason === 'denied' ? 'audioOnlyDenied' : 'audioOnlyNoCamera';
   note.hidden = !noteKey;
@@ -664,7 +758,12 @@ function updateSoundGate() {
 sound.onUnlockChange(updateSoundGate);
 
 function onGesture() {
+  const first = !S.gestured;
+  S.gestured = true;
+  // Both inside the gesture: WebKit grants the first wake lock only then.
+  updateWakeLock();
   sound.unlock();
+  if (first && kiosk) warmUpCamera();
   const call = S.call;
   if (call && call.remoteBlocked) {
     const v = $('remote-video');
@@ -674,35 +773,110 @@ function onGesture() {
       .catch(() => {});
   }
 }
-document.addEventListener('pointerdown', onGesture, true);
-document.addEventListener('keydown', onGesture, true);
+// WebKit counts click, touchend and pointerup as gestures for sound, not pointerdown.
+for (const ev of ['click', 'touchend', 'pointerup', 'keydown']) document.addEventListener(ev, onGesture, true);
+
+/** A kiosk asks for camera and microphone once, on its first tap, so the prompt is
+ *  answered before a call arrives that nobody is there to answer it for. */
+function warmUpCamera() {
+  if (S.call || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return;
+  navigator.mediaDevices
+    .getUserMedia({ audio: true, video: true })
+    .then((stream) => stream.getTracks().forEach((tr) => tr.stop()))
+    .catch(() => {});
+}
 $('sound-gate').addEventListener('click', onGesture);
 
+// The screen stays on for a kiosk and during a call. The first request happens
+// inside a tap (onGesture); after that on every return to the page (the lock is
+// released when the page is hidden). Where the API is missing or refused (home-screen
+// apps before iPadOS 18.4), a muted, looping, inline video keeps the screen on.
 let wakeLock = null;
-async function updateWakeLock() {
+let wakeRequest = null;
+let keepAwake = null; // the fallback <video>
+function updateWakeLock() {
   const want = (kiosk || screen() === 'call') && document.visibilityState === 'visible';
-  if (!('wakeLock' in navigator)) return;
-  if (want && !wakeLock) {
-    try {
-      wakeLock = await navigator.wakeLock.request('screen');
-      wakeLock.addEventListener('release', () => {
-        wakeLock = null;
-      });
-    } catch {
+  if (want && S.gestured) {
+    if (!wakeLock && !wakeRequest) requestWakeLock();
+  } else if (!want) {
+    if (wakeLock) {
+      const lock = wakeLock;
       wakeLock = null;
+      lock.release().catch(() => {});
     }
-  } else if (!want && wakeLock) {
-    const lock = wakeLock;
-    wakeLock = null;
-    lock.release().catch(() => {});
+    if (keepAwake) keepAwake.pause();
   }
 }
-document.addEventListener('visibilitychange', updateWakeLock);
+
+function requestWakeLock() {
+  if (!('wakeLock' in navigator)) {
+    keepAwakeVideo();
+    return;
+  }
+  let req;
+  try {
+    req = navigator.wakeLock.request('screen'); // synchronously, inside the gesture
+  } catch (err) {
+    req = Promise.reject(err);
+  }
+  wakeRequest = req;
+  Promise.resolve(req).then(
+    (lock) => {
+      wakeRequest = null;
+      wakeLock = lock;
+      if (keepAwake) keepAwake.pause();
+      lock.addEventListener('release', () => {
+        if (wakeLock === lock) wakeLock = null;
+      });
+    },
+    () => {
+      wakeRequest = null;
+      wakeLock = null;
+      keepAwakeVideo();
+    },
+  );
+}
+
+/** Plays a tiny muted looping inline video of a canvas: a playing video keeps the
+ *  screen on where the Wake Lock API is missing or refused. */
+function keepAwakeVideo() {
+  if (!keepAwake) {
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 2;
+    if (!canvas.captureStream) return;
+    const g = canvas.getContext('2d');
+    let n = 0;
+    const paint = () => {
+      g.fillStyle = n++ % 2 ? '#000' : '#010101';
+      g.fillRect(0, 0, 2, 2);
+    };
+    paint();
+    setInterval(paint, 1000);
+    keepAwake = document.createElement('video');
+    keepAwake.className = 'keep-awake';
+    keepAwake.muted = true;
+    keepAwake.loop = true;
+    keepAwake.setAttribute('muted', '');
+    keepAwake.setAttribute('playsinline', '');
+    keepAwake.setAttribute('aria-hidden', 'true');
+    keepAwake.srcObject = canvas.captureStream(1);
+    document.body.append(keepAwake);
+  }
+  keepAwake.play().catch(() => {});
+}
+
+function onReturn() {
+  if (document.visibilityState !== 'visible') return;
+  if (wakeLock && wakeLock.released) wakeLock = null;
+  updateWakeLock();
+}
+document.addEventListener('visibilitychange', onReturn);
+window.addEventListener('pageshow', onReturn);
 
 // ---------------------------------------------------------------- start
 
 function boot() {
-  setLang(pickLang());
+  setLang(pickLang(`?${params}`));
   translateDom();
   renderClock();
   updateSoundGate();
@@ -724,5 +898,5 @@ boot();
 
 // The end-to-end tests set this flag before the page loads (tests/e2e/harness.mjs).
 if (window.intercomTestHooks === true) {
-  import('./testhooks.js').then((m) => m.install({ S, sig, screen, remoteHasVideo }));
+  import('./testhooks.js').then((m) => m.install({ S, sig, screen, remoteHasVideo, keepAwake: () => keepAwake }));
 }

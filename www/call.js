@@ -7,11 +7,15 @@
 // Phases: 'ringing-out' (we call) or 'ringing-in' (we are called), then
 // 'connecting' once accepted, 'in-call' once media first connects, and 'ended'.
 // Events (on/emit): 'phase', 'media' (the link's state changed), 'remote' (remote
-// tracks or media flags changed), 'failed' (the link gave up on the media path).
+// tracks or media flags changed), 'local' (a local track was muted, unmuted or
+// replaced), 'failed' (the link gave up on the media path).
+//
+// iOS mutes or ends local capture on its own (background, Siri, a FaceTime call,
+// Split View): a track that ends is acquired again and put on its sender.
 
 import { Emitter } from './emitter.js';
 import { Link } from './link.js';
-import { getLocalMedia, stopStream } from './media.js';
+import { getLocalMedia, getTrack, stopStream } from './media.js';
 
 export class Call extends Emitter {
   constructor(partner, phase) {
@@ -28,6 +32,8 @@ export class Call extends Emitter {
     this.pttHeld = false;
     this.remoteBlocked = false; // autoplay refused the remote sound until a tap
     this.timers = new Set();
+    this.localPaused = { audio: false, video: false }; // muted by the system, not by us
+    this.replaced = 0; // local tracks acquired again after ending
   }
 
   get ended() {
@@ -69,7 +75,10 @@ export class Call extends Emitter {
   connect(media, { iceServers, send, sending }) {
     this.media = media;
     this.sending = { audio: media.audio && sending.audio, video: media.video && sending.video };
-    for (const tr of media.stream.getTracks()) tr.enabled = this.sending[tr.kind] === true;
+    for (const tr of media.stream.getTracks()) {
+      tr.enabled = this.sending[tr.kind] === true;
+      this.watch(tr);
+    }
     const link = new Link({ role: this.role, iceServers, local: media, send });
     this.link = link;
     link.on('state', () => {
@@ -83,6 +92,37 @@ export class Call extends Emitter {
     link.on('failed', () => this.emit('failed'));
     for (const data of this.pendingSignals) link.handle(data);
     this.pendingSignals = [];
+  }
+
+  /** Follows a local track: mute/unmute is shown, an end is repaired. */
+  watch(track) {
+    const paused = () => {
+      this.localPaused[track.kind] = track.muted;
+      this.emit('local');
+    };
+    track.addEventListener('mute', paused);
+    track.addEventListener('unmute', paused);
+    track.addEventListener('ended', () => this.reacquire(track));
+  }
+
+  /** Gets a new track in place of `old`, which the system ended, and sends it. */
+  async reacquire(old) {
+    const stream = this.media && this.media.stream;
+    if (this.ended || !stream || !stream.getTracks().includes(old)) return;
+    const track = await getTrack(old.kind);
+    if (!track) return;
+    if (this.ended || !stream.getTracks().includes(old)) {
+      track.stop();
+      return;
+    }
+    stream.removeTrack(old);
+    stream.addTrack(track);
+    track.enabled = this.sending[track.kind] === true;
+    this.localPaused[track.kind] = false;
+    this.watch(track);
+    if (this.link) this.link.replaceTrack(track);
+    this.replaced++;
+    this.emit('local');
   }
 
   /** A `signal` payload from the partner: to the link, or kept until there is one. */

@@ -47,7 +47,14 @@ export class Link extends Emitter {
     pc.onicecandidate = ({ candidate }) => {
       if (candidate) this.send({ candidate: candidate.toJSON() });
     };
-    pc.ontrack = ({ track }) => {
+    pc.ontrack = ({ track, streams }) => {
+      // Show the stream the tracks arrive in (an empty MediaStream filled later is
+      // reported to stay black on iOS); our own stream only when the sender named none.
+      const stream = streams && streams[0];
+      if (stream && stream !== this.remoteStream) {
+        for (const tr of this.remoteStream.getTracks()) if (!stream.getTracks().includes(tr)) stream.addTrack(tr);
+        this.remoteStream = stream;
+      }
       if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
       track.onmute = track.onunmute = track.onended = () => this.emit('remote');
       this.emit('remote');
@@ -77,6 +84,7 @@ export class Link extends Emitter {
       if (track) this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
       else this.pc.addTransceiver(kind, { direction: 'recvonly' });
     }
+    this.preferCodecs();
     this.attached = true;
   }
 
@@ -95,7 +103,41 @@ export class Link extends Emitter {
         this.pc.addTrack(track, stream);
       }
     }
+    this.preferCodecs();
     this.attached = true;
+  }
+
+  /** Puts H.264 first, then VP8, on the video transceivers: the answer takes the
+   *  first codec both ends have, so H.264 (hardware on iPads) where both support
+   *  it, VP8 otherwise. Browsers without setCodecPreferences keep their order. */
+  preferCodecs() {
+    const caps = window.RTCRtpReceiver && RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities('video');
+    if (!caps || !Array.isArray(caps.codecs)) return;
+    const rank = (c) => {
+      const type = String(c.mimeType).toLowerCase();
+      if (type === 'video/h264') return /packetization-mode=1/.test(c.sdpFmtpLine || '') ? 0 : 1;
+      return type === 'video/vp8' ? 2 : 3;
+    };
+    const codecs = caps.codecs.map((c, i) => ({ c, i })).sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i).map((x) => x.c);
+    for (const tr of this.pc.getTransceivers()) {
+      if (tr.stopped || !tr.setCodecPreferences || tr.receiver.track.kind !== 'video') continue;
+      try {
+        tr.setCodecPreferences(codecs);
+      } catch (err) {
+        console.warn('codec preferences refused', err);
+      }
+    }
+  }
+
+  /** Puts `track` on the sender of its kind, in place of one that ended. */
+  replaceTrack(track) {
+    for (const tr of this.pc.getTransceivers()) {
+      if (tr.stopped || tr.receiver.track.kind !== track.kind) continue;
+      if (tr.sender.track || tr.direction === 'sendrecv' || tr.direction === 'sendonly') {
+        tr.sender.replaceTrack(track).catch((err) => console.warn('replaceTrack failed', err));
+        return;
+      }
+    }
   }
 
   /** setLocalDescription() without arguments picks offer or answer itself;

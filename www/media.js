@@ -54,6 +54,14 @@ function describe(stream) {
   };
 }
 
+/** One new track of `kind` ('audio' or 'video'), or null: to replace a track the
+ *  system ended (iOS ends capture on Siri, a FaceTime call, Split View). */
+export async function getTrack(kind) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return null;
+  const got = await tryGet(kind === 'audio' ? { audio: AUDIO } : { video: VIDEO });
+  return got.stream ? got.stream.getTracks()[0] || null : null;
+}
+
 export function stopStream(stream) {
   if (stream) for (const track of stream.getTracks()) track.stop();
 }

@@ -3,6 +3,11 @@
 // appliance drops: reconnect with backoff (1 s doubling to 30 s, with jitter) and
 // reclaim the name with the token kept in sessionStorage.
 //
+// Every time the page becomes visible again (visibilitychange, pageshow) it opens
+// a fresh socket: after iOS suspended the page, a dead socket can still read OPEN.
+// `failedOpens` counts sockets in a row that never opened (the upgrade itself
+// failed: `error`, then close 1006), which is how an untrusted certificate shows.
+//
 // Events (on/emit): 'state' {state, retryAt}, 'registered' msg, 'message' msg,
 // 'fatal' code, 'replaced'.
 
@@ -67,9 +72,19 @@ export class Signaling extends Emitter {
     this.pending = new Map();
     this.everRegistered = false;
     this.registrations = 0;
+    this.failedOpens = 0;
     window.addEventListener('online', () => this.reconnectNow());
-    document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState === 'visible' && this.state === 'reconnecting') this.reconnectNow();
+    const back = () => {
+      // iOS fires both visibilitychange and pageshow on a return: one second socket
+      // is enough, and dropping one that the server may already have switched to
+      // would take this tablet offline for a moment.
+      if (document.visibilityState !== 'visible' || this.candidate) return;
+      this.reconnectNow();
+    };
+    document.addEventListener('visibilitychange', back);
+    window.addEventListener('pageshow', (ev) => {
+      // The first pageshow is the page's own load; only a return counts.
+      if (ev.persisted || this.everRegistered) back();
     });
   }
 
@@ -147,10 +162,13 @@ export class Signaling extends Emitter {
     try {
       ws = new WebSocket(this.url);
     } catch {
+      this.failedOpens++;
       if (!isCandidate) this.scheduleRetry();
       return null;
     }
     ws.onopen = () => {
+      ws.opened = true;
+      this.failedOpens = 0;
       const msg = { type: 'register', name: this.name, id: this.nextId++ };
       const token = loadToken(this.name);
       if (token) msg.token = token;
@@ -177,6 +195,7 @@ export class Signaling extends Emitter {
       else if (ws === this.ws) this.receive(msg, ws);
     };
     ws.onclose = (ev) => {
+      if (!ws.opened) this.failedOpens++;
       if (ws === this.candidate) {
         this.candidate = null;
         return;

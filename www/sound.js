@@ -2,11 +2,118 @@
 // caller hears, and a short chime. Browsers keep audio suspended until the first
 // touch or key press, so unlock() is wired to those and `unlocked` says whether
 // sound can play yet.
+//
+// The incoming ring plays through an <audio> element instead, from a WAV rendered
+// here once: iOS silences Web Audio with the Silent switch, not a media element.
+// Where navigator.audioSession exists (Safari 16.4+) the page asks for 'playback'
+// while idle or ringing and 'auto' in a call (setSession).
 
 let ctx = null;
 let loop = null;
 let playing = null; // 'ring' | 'ringback' | null
 const listeners = new Set();
+let ringEl = null; // the <audio> element of the incoming ring
+let ringPrimed = false; // played once inside a gesture (iOS then lets it play later)
+let ringRetry = false; // play() was refused: muted for now, unmuted on the next tap
+let lastRingPlay = null; // 'resolved' | 'rejected' | null, for the browser test
+
+const RATE = 16000;
+
+/** The doorbell chime (E6, C6, with overtones) as 2.5 s of 16-bit mono WAV. */
+function ringWav() {
+  const n = Math.round(RATE * 2.5);
+  const buf = new ArrayBuffer(44 + n * 2);
+  const v = new DataView(buf);
+  const text = (at, str) => {
+    for (let i = 0; i < str.length; i++) v.setUint8(at + i, str.charCodeAt(i));
+  };
+  text(0, 'RIFF');
+  v.setUint32(4, 36 + n * 2, true);
+  text(8, 'WAVEfmt ');
+  v.setUint32(16, 16, true);
+  v.setUint16(20, 1, true); // PCM
+  v.setUint16(22, 1, true); // mono
+  v.setUint32(24, RATE, true);
+  v.setUint32(28, RATE * 2, true);
+  v.setUint16(32, 2, true);
+  v.setUint16(34, 16, true);
+  text(36, 'data');
+  v.setUint32(40, n * 2, true);
+  const notes = [
+    [1318.5, 0, 1.1, 0.22],
+    [2637, 0, 0.5, 0.04],
+    [1046.5, 0.45, 1.5, 0.22],
+    [2093, 0.45, 0.6, 0.04],
+  ];
+  for (let i = 0; i < n; i++) {
+    const t = i / RATE;
+    let x = 0;
+    for (const [f, start, dur, gain] of notes) {
+      const u = t - start;
+      if (u < 0 || u > dur) continue;
+      const env = Math.min(1, u / 0.02) * Math.exp((-5 * u) / dur);
+      x += gain * env * Math.sin(2 * Math.PI * f * u);
+    }
+    v.setInt16(44 + i * 2, Math.max(-1, Math.min(1, x * 1.6)) * 32767, true);
+  }
+  return new Blob([buf], { type: 'audio/wav' });
+}
+
+function ringElement() {
+  if (!ringEl) {
+    ringEl = document.createElement('audio');
+    ringEl.loop = true;
+    ringEl.preload = 'auto';
+    ringEl.setAttribute('playsinline', '');
+    ringEl.src = URL.createObjectURL(ringWav());
+    document.body.append(ringEl);
+  }
+  return ringEl;
+}
+
+/** Plays the ring element; if the browser refuses, plays it muted and retries
+ *  unmuted on the next tap (unlock). */
+function playRing() {
+  const el = ringElement();
+  el.muted = false;
+  el.currentTime = 0;
+  let p;
+  try {
+    p = el.play();
+  } catch (err) {
+    p = Promise.reject(err);
+  }
+  Promise.resolve(p).then(
+    () => {
+      lastRingPlay = 'resolved';
+      ringRetry = false;
+      if (playing !== 'ring') el.pause();
+    },
+    () => {
+      lastRingPlay = 'rejected';
+      if (playing !== 'ring') return;
+      ringRetry = true;
+      el.muted = true;
+      el.play().catch(() => {});
+    },
+  );
+}
+
+/** What the ring element is doing, for the browser test. */
+export function ringState() {
+  return ringEl ? { paused: ringEl.paused, muted: ringEl.muted, play: lastRingPlay, retry: ringRetry } : null;
+}
+
+/** Asks iOS for 'playback' (heard with the Silent switch on) or 'auto' (in a call). */
+export function setSession(type) {
+  const session = navigator.audioSession;
+  if (!session || session.type === type) return;
+  try {
+    session.type = type;
+  } catch {
+    // an older implementation without this type
+  }
+}
 
 function context() {
   if (!ctx) {
@@ -30,6 +137,23 @@ export function onUnlockChange(fn) {
 /** Resumes the audio context; call from a user gesture. Also plays a silent
  *  buffer, which older WebKit needs before it lets any sound out. */
 export async function unlock() {
+  const el = ringElement();
+  if (playing === 'ring' && (ringRetry || el.paused)) {
+    playRing();
+  } else if (!ringPrimed && playing !== 'ring') {
+    // Playing the element once inside a gesture lets it ring later without one.
+    el.muted = true;
+    el.play().then(
+      () => {
+        ringPrimed = true;
+        if (playing !== 'ring') {
+          el.pause();
+          el.muted = false;
+        }
+      },
+      () => {},
+    );
+  }
   const c = context();
   if (!c) return false;
   try {
@@ -65,14 +189,6 @@ function note(c, freq, start, dur, gain, type = 'sine') {
   osc.stop(start + dur + 0.05);
 }
 
-// Incoming: a two-note doorbell chime (E6, C6) with a soft overtone, every 2.5 s.
-function chimeOnce(c, at) {
-  note(c, 1318.5, at, 1.1, 0.22);
-  note(c, 2637, at, 0.5, 0.04);
-  note(c, 1046.5, at + 0.45, 1.5, 0.22);
-  note(c, 2093, at + 0.45, 0.6, 0.04);
-}
-
 // Ringback for the caller: a quiet dual tone (440 + 480 Hz), 1 s on, 2 s off.
 function ringbackOnce(c, at) {
   note(c, 440, at, 1.0, 0.05);
@@ -92,7 +208,9 @@ function startLoop(name, fn, period) {
 }
 
 export function ring() {
-  startLoop('ring', chimeOnce, 2500);
+  stop();
+  playing = 'ring';
+  playRing();
 }
 
 export function ringback() {
@@ -100,6 +218,8 @@ export function ringback() {
 }
 
 export function stop() {
+  if (ringEl && !ringEl.paused) ringEl.pause();
+  ringRetry = false;
   if (loop) clearInterval(loop);
   loop = null;
   playing = null;

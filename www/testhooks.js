@@ -1,6 +1,7 @@
 // window.intercomTest: views of the page for the end-to-end tests (tests/e2e/).
 // app.js loads this module only when the test set window.intercomTestHooks before
-// the page loaded. Apart from restartIce() nothing here changes anything.
+// the page loaded. Apart from restartIce() and endLocalVideo() nothing here changes
+// anything.
 
 import * as sound from './sound.js';
 
@@ -34,11 +35,15 @@ async function stats(pc) {
   report.forEach((r) => {
     if (r.type === 'inbound-rtp') out.inbound[r.kind] = (out.inbound[r.kind] || 0) + (r.bytesReceived || 0);
     if (r.type === 'outbound-rtp') out.outbound[r.kind] = (out.outbound[r.kind] || 0) + (r.bytesSent || 0);
+    if (r.type === 'outbound-rtp' && r.kind === 'video' && r.codecId) out.videoCodecId = r.codecId;
     if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
   });
   if (!pairId) report.forEach((r) => {
     if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pairId = r.id;
   });
+  const codec = out.videoCodecId && byId.get(out.videoCodecId);
+  out.videoCodec = codec ? codec.mimeType : null;
+  delete out.videoCodecId;
   const pair = pairId && byId.get(pairId);
   if (pair) {
     out.pair = {
@@ -51,7 +56,7 @@ async function stats(pc) {
 }
 
 /** `S`, `sig`, `screen()` and `remoteHasVideo()` are app.js's own. */
-export function install({ S, sig, screen, remoteHasVideo }) {
+export function install({ S, sig, screen, remoteHasVideo, keepAwake }) {
   const link = () => (S.call && S.call.link) || null;
   const pc = () => (link() ? link().pc : null);
   const ofPc = (field) => () => (pc() ? pc()[field] : null);
@@ -70,6 +75,34 @@ export function install({ S, sig, screen, remoteHasVideo }) {
       return el && !el.hidden ? el.textContent : null;
     },
     tone: () => sound.current(),
+    /** The ring's <audio> element: {paused, muted, play: 'resolved' | 'rejected'}. */
+    ring: () => sound.ringState(),
+    /** The fallback video that keeps the screen on: {paused, muted, loop, playsInline}. */
+    keepAwake: () => {
+      const v = keepAwake();
+      return v ? { paused: v.paused, muted: v.muted, loop: v.loop, playsInline: v.hasAttribute('playsinline') } : null;
+    },
+    failedOpens: () => sig.failedOpens,
+    /** The certificate hint in the banner, if shown: its text and the guide link. */
+    trustHint: () => ($('trust-hint').hidden || $('banner').hidden ? null : { text: $('trust-hint').textContent.trim(), href: $('trust-link').hidden ? null : $('trust-link').href }),
+    setupKeyField: () => !$('setup-key-field').hidden,
+    setupError: () => ($('setup-error').hidden ? null : $('setup-error').textContent),
+    /** The local video track: its id, state, and how many tracks were acquired again. */
+    localVideo: () => {
+      const s = S.call && S.call.media && S.call.media.stream;
+      const tr = s && s.getVideoTracks()[0];
+      const sender = pc() && pc().getSenders().find((x) => x.track && x.track.kind === 'video');
+      return tr ? { id: tr.id, state: tr.readyState, sent: sender ? sender.track.id : null, replaced: S.call.replaced } : null;
+    },
+    /** The other action hook: the system ends our camera, as iOS does on Siri or Split View. */
+    endLocalVideo: () => {
+      const s = S.call && S.call.media && S.call.media.stream;
+      const tr = s && s.getVideoTracks()[0];
+      if (!tr) return false;
+      tr.stop();
+      tr.dispatchEvent(new Event('ended'));
+      return true;
+    },
     soundUnlocked: () => sound.isUnlocked(),
     banner: () => ($('banner').hidden ? null : $('banner-text').textContent),
     focused: () => (document.activeElement ? document.activeElement.id || null : null),

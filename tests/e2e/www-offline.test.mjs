@@ -62,7 +62,12 @@ test('no file in www/ loads anything from another host', () => {
   assert.deepEqual(bad, [], `external URLs in www/:\n${bad.join('\n')}`);
 });
 
-test('www/ stays under 112 KiB', () => {
+// build.rs embeds www/ byte for byte, so this is also what the client adds to the
+// binary. 160 KiB holds the client with the wall-iPad features (the 180×180 touch
+// icon alone is 11 KB) and leaves room for the kiosk modes that follow.
+const WWW_CAP = 160 * 1024;
+
+test('www/ stays under 160 KiB', () => {
   const total = files(WWW).reduce((n, p) => n + statSync(p).size, 0);
-  assert.ok(total < 112 * 1024, `www/ is ${total} bytes`);
+  assert.ok(total < WWW_CAP, `www/ is ${total} bytes`);
 });
