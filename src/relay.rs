@@ -90,15 +90,15 @@ fn secret_eq(a: &str, b: &str) -> bool {
     openssl::memcmp::eq(&sha256(a.as_bytes()), &sha256(b.as_bytes()))
 }
 
-fn push<L>(fx: &mut Effects<L>, effect: Effect<L>) {
+fn push<L>(effects: &mut Effects<L>, effect: Effect<L>) {
     // Capacity covers the largest case above; a miss would be a bug in this file.
-    let pushed = fx.push(effect);
+    let pushed = effects.push(effect);
     debug_assert!(pushed.is_ok(), "effect list too short");
 }
 
-fn send<L>(fx: &mut Effects<L>, to: To, msg: &ServerMsg) {
+fn send<L>(effects: &mut Effects<L>, to: To, msg: &ServerMsg) {
     push(
-        fx,
+        effects,
         Effect::Send {
             to,
             text: msg.encode(),
@@ -106,9 +106,9 @@ fn send<L>(fx: &mut Effects<L>, to: To, msg: &ServerMsg) {
     );
 }
 
-fn presence<L>(fx: &mut Effects<L>, name: &Name, status: Status) {
+fn presence<L>(effects: &mut Effects<L>, name: &Name, status: Status) {
     let msg = ServerMsg::Peer { name, status };
-    send(fx, To::AllExcept(name.clone()), &msg);
+    send(effects, To::AllExcept(name.clone()), &msg);
 }
 
 /// A message with a name that cannot be in the table (too long) matches no one.
@@ -282,11 +282,11 @@ fn act<L, const N: usize>(
     my_call: &Call,
     msg: &ClientMsg,
 ) -> Result<(), ErrorCode> {
-    let fx = &mut out.effects;
+    let effects = &mut out.effects;
     match msg {
         ClientMsg::Register { .. } => Err(ErrorCode::AlreadyRegistered),
         ClientMsg::Call { to } => {
-            call(fx, peers, me, my_call, to, ctx.now + ctx.ring_timeout)?;
+            call(effects, peers, me, my_call, to, ctx.now + ctx.ring_timeout)?;
             out.ring_started = true;
             Ok(())
         }
@@ -295,7 +295,11 @@ fn act<L, const N: usize>(
                 peers.set_call(me, Call::Active { peer: peer.clone() });
                 peers.set_call(peer, Call::Active { peer: me.clone() });
                 log::info!("{me} -> accept {peer}");
-                send(fx, To::Peer(peer.clone()), &ServerMsg::Accept { from: me });
+                send(
+                    effects,
+                    To::Peer(peer.clone()),
+                    &ServerMsg::Accept { from: me },
+                );
                 Ok(())
             }
             _ => Err(ErrorCode::NoCall),
@@ -305,8 +309,8 @@ fn act<L, const N: usize>(
                 let reason = reason.as_deref().unwrap_or("ended");
                 log::info!("{me} -> hangup {peer} ({reason})");
                 let msg = ServerMsg::Hangup { from: me, reason };
-                send(fx, To::Peer(peer.clone()), &msg);
-                end_call(fx, peers, me, peer);
+                send(effects, To::Peer(peer.clone()), &msg);
+                end_call(effects, peers, me, peer);
                 Ok(())
             }
             _ => Err(ErrorCode::NoCall),
@@ -315,7 +319,7 @@ fn act<L, const N: usize>(
             Call::Active { peer } if peer.as_str() == to.as_ref() => {
                 log::debug!("{me} -> signal {peer}: {}", data.get());
                 let msg = ServerMsg::Signal { from: me, data };
-                send(fx, To::Peer(peer.clone()), &msg);
+                send(effects, To::Peer(peer.clone()), &msg);
                 Ok(())
             }
             _ => Err(ErrorCode::NoCall),
@@ -324,7 +328,7 @@ fn act<L, const N: usize>(
 }
 
 fn call<L, const N: usize>(
-    fx: &mut Effects<L>,
+    effects: &mut Effects<L>,
     peers: &mut Peers<L, N>,
     me: &Name,
     my_call: &Call,
@@ -348,18 +352,27 @@ fn call<L, const N: usize>(
     peers.set_call(me, outgoing);
     peers.set_call(&callee, Call::Incoming { peer: me.clone() });
     log::info!("{me} -> call {callee}");
-    send(fx, To::Peer(callee.clone()), &ServerMsg::Call { from: me });
-    presence(fx, me, Status::Busy);
-    presence(fx, &callee, Status::Busy);
+    send(
+        effects,
+        To::Peer(callee.clone()),
+        &ServerMsg::Call { from: me },
+    );
+    presence(effects, me, Status::Busy);
+    presence(effects, &callee, Status::Busy);
     Ok(())
 }
 
 /// Both sides back to idle, and everyone told they are online again.
-fn end_call<L, const N: usize>(fx: &mut Effects<L>, peers: &mut Peers<L, N>, a: &Name, b: &Name) {
+fn end_call<L, const N: usize>(
+    effects: &mut Effects<L>,
+    peers: &mut Peers<L, N>,
+    a: &Name,
+    b: &Name,
+) {
     for name in [a, b] {
         if peers.by_name(name).is_some() {
             peers.set_call(name, Call::Idle);
-            presence(fx, name, Status::Online);
+            presence(effects, name, Status::Online);
         }
     }
 }
@@ -378,14 +391,14 @@ pub fn next_deadline<L, const N: usize>(peers: &Peers<L, N>) -> Option<Instant> 
 /// End every ring whose deadline has passed by `now`: `hangup` with reason `timeout` to
 /// both sides. Returns the effects and whether more rings remain to expire later.
 pub fn expire<L, const N: usize>(peers: &mut Peers<L, N>, now: Instant) -> Effects<L> {
-    let mut fx = Effects::new();
+    let mut effects = Effects::new();
     // One ring per pass keeps the effect list bounded; the clock calls again at once.
     let due = peers.iter().find_map(|p| match &p.call {
         Call::Outgoing { peer, until } if *until <= now => Some((p.name.clone(), peer.clone())),
         _ => None,
     });
     let Some((caller, callee)) = due else {
-        return fx;
+        return effects;
     };
     log::info!("{caller} -> call {callee}: no answer");
     for (to, from) in [(&caller, &callee), (&callee, &caller)] {
@@ -393,17 +406,17 @@ pub fn expire<L, const N: usize>(peers: &mut Peers<L, N>, now: Instant) -> Effec
             from,
             reason: "timeout",
         };
-        send(&mut fx, To::Peer(to.clone()), &msg);
+        send(&mut effects, To::Peer(to.clone()), &msg);
     }
-    end_call(&mut fx, peers, &caller, &callee);
-    fx
+    end_call(&mut effects, peers, &caller, &callee);
+    effects
 }
 
 /// Connection `conn` ended (not by replacement). Frees its name, hangs up its call.
 pub fn disconnect<L, const N: usize>(peers: &mut Peers<L, N>, conn: ConnId) -> Effects<L> {
-    let mut fx = Effects::new();
+    let mut effects = Effects::new();
     let Some(gone) = peers.remove(conn) else {
-        return fx;
+        return effects;
     };
     if let Some(partner) = gone.call.partner()
         && peers.by_name(partner).is_some()
@@ -413,12 +426,12 @@ pub fn disconnect<L, const N: usize>(peers: &mut Peers<L, N>, conn: ConnId) -> E
             from: &gone.name,
             reason: "disconnected",
         };
-        send(&mut fx, To::Peer(partner.clone()), &msg);
-        presence(&mut fx, partner, Status::Online);
+        send(&mut effects, To::Peer(partner.clone()), &msg);
+        presence(&mut effects, partner, Status::Online);
     }
     log::info!("{} disconnected ({} online)", gone.name, peers.len());
-    presence(&mut fx, &gone.name, Status::Offline);
-    fx
+    presence(&mut effects, &gone.name, Status::Offline);
+    effects
 }
 
 #[cfg(test)]
@@ -463,8 +476,9 @@ mod tests {
         )
     }
 
-    fn texts(fx: &Effects<u8>) -> Vec<(String, String)> {
-        fx.iter()
+    fn texts(effects: &Effects<u8>) -> Vec<(String, String)> {
+        effects
+            .iter()
             .filter_map(|e| match e {
                 Effect::Send { to, text } => Some((format!("{to:?}"), text.clone())),
                 _ => None,
@@ -483,10 +497,10 @@ mod tests {
         let out = reg(&mut t, 2, "kitchen");
         assert!(reply(&out).contains(r#""peers":[{"name":"door","status":"online"}]"#));
         assert!(reply(&out).contains(r#""keyed":false"#));
-        let fx = texts(&out.effects);
-        assert_eq!(fx[0].0, r#"AllExcept("kitchen")"#);
+        let effects = texts(&out.effects);
+        assert_eq!(effects[0].0, r#"AllExcept("kitchen")"#);
         assert_eq!(
-            fx[0].1,
+            effects[0].1,
             r#"{"type":"peer","name":"kitchen","status":"online"}"#
         );
     }

@@ -227,8 +227,8 @@ where
                 if !matches!(timeout(WRITE_TIMEOUT, sent).await, Some(Ok(()))) {
                     return;
                 }
-                let part = buf.split_off(len);
-                return session::run(&server.hub, tls, part, slot).await;
+                let read_ahead = buf.split_off(len);
+                return session::run(&server.hub, tls, read_ahead, slot).await;
             }
             Route::Respond(mut resp) => {
                 served += 1;

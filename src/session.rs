@@ -171,9 +171,9 @@ pub struct Hub {
 }
 
 /// Counts an open WebSocket until dropped.
-struct Open<'h>(&'h Hub);
+struct Counted<'h>(&'h Hub);
 
-impl Drop for Open<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         let left = self.0.websockets.get() - 1;
         self.0.websockets.set(left);
@@ -251,11 +251,11 @@ impl Hub {
                 None => started.await,
             }
             loop {
-                let fx = relay::expire(&mut self.peers.borrow_mut(), Instant::now());
-                if fx.is_empty() {
+                let effects = relay::expire(&mut self.peers.borrow_mut(), Instant::now());
+                if effects.is_empty() {
                     break;
                 }
-                self.deliver(fx);
+                self.deliver(effects);
             }
         }
     }
@@ -269,9 +269,9 @@ impl Hub {
     /// its receiver's outbox cuts that receiver, never the sender; one that does not fit
     /// the total cuts whoever holds the most. Presence takes at most half an outbox, and
     /// where it does not fit, the receiver gets the whole list once its outbox has drained.
-    fn deliver(&self, fx: Effects<Link>) {
+    fn deliver(&self, effects: Effects<Link>) {
         let peers = self.peers.borrow();
-        for effect in fx {
+        for effect in effects {
             match effect {
                 Effect::Send {
                     to: To::Peer(name),
@@ -329,8 +329,8 @@ impl Hub {
 
     /// A connection is gone: free its name, tell its partner and everyone else.
     fn disconnect(&self, conn: ConnId) {
-        let fx = relay::disconnect(&mut self.peers.borrow_mut(), conn);
-        self.deliver(fx);
+        let effects = relay::disconnect(&mut self.peers.borrow_mut(), conn);
+        self.deliver(effects);
     }
 }
 
@@ -469,18 +469,19 @@ struct Session<'a> {
     next_ping: Instant,
 }
 
-/// Run one WebSocket connection to completion. `part` holds bytes read past the request
+/// Run one WebSocket connection to completion. `read_ahead` holds bytes read past the request
 /// head, if any; `slot` (which knows the source address) learns whether the connection
 /// is registered, and may evict it while it is not.
-pub async fn run<S>(hub: &Hub, stream: S, part: Vec<u8>, slot: &Slot)
+pub async fn run<S>(hub: &Hub, stream: S, read_ahead: Vec<u8>, slot: &Slot)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let cfg = &hub.cfg;
     let config = Some(ws_config(cfg.max_message));
-    let mut ws = WebSocketStream::from_partially_read(stream, part, Role::Server, config).await;
+    let mut ws =
+        WebSocketStream::from_partially_read(stream, read_ahead, Role::Server, config).await;
     hub.websockets.set(hub.websockets.get() + 1);
-    let _open = Open(hub);
+    let _counted = Counted(hub);
     let mut s = Session::open(hub, slot);
     let end = s.serve(&mut ws).await;
     // What is still queued is dropped now, not after the close grace.
