@@ -441,6 +441,30 @@ impl RateLimit {
     }
 }
 
+/// The session's one timer and the deadline it is set for.
+struct Clock {
+    timer: Timer,
+    /// `None` once the timer has fired: it must be set again.
+    at: Option<Instant>,
+}
+
+impl Clock {
+    fn new(at: Instant) -> Clock {
+        Clock {
+            timer: Timer::at(at),
+            at: Some(at),
+        }
+    }
+
+    /// Move the timer to `at`, unless it is set there already.
+    fn set(&mut self, at: Instant) {
+        if self.at != Some(at) {
+            self.timer.set_at(at);
+            self.at = Some(at);
+        }
+    }
+}
+
 /// What woke the session.
 enum Event {
     Frame(Option<Result<Message, WsError>>),
@@ -461,6 +485,8 @@ struct Session<'a> {
     kicks: Receiver<Kick>,
     /// Outbox bytes fed to the WebSocket since the last flush.
     unflushed: usize,
+    /// Anything at all fed since the last flush.
+    unflushed_any: bool,
     rate: RateLimit,
     wrong_keys: u32,
     registered: bool,
@@ -527,6 +553,7 @@ impl<'a> Session<'a> {
             outbox,
             kicks,
             unflushed: 0,
+            unflushed_any: false,
             rate: RateLimit::new(cfg.burst),
             wrong_keys: 0,
             registered: false,
@@ -542,6 +569,10 @@ impl<'a> Session<'a> {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut ready_in_a_row = 0;
+        // One timer for the session's deadlines, moved only when the next one changes:
+        // registering a timer with the reactor on every wait would cost more than the
+        // message it waits for.
+        let mut clock = Clock::new(self.next_wake());
         loop {
             // What is ready now is handled before anything is flushed, so replies and
             // relays that pile up leave together: one TLS record, one send. A connection
@@ -554,15 +585,20 @@ impl<'a> Session<'a> {
                 }
                 future::yield_now().await;
             }
-            let event = match future::poll_once(self.next_event(ws)).await {
-                Some(event) => event,
-                None => {
-                    ready_in_a_row = 0;
-                    if let Err(end) = self.flush(ws).await {
-                        return end;
+            clock.set(self.next_wake());
+            let event = if self.unflushed_any {
+                match future::poll_once(self.next_event(ws, &mut clock)).await {
+                    Some(event) => event,
+                    None => {
+                        ready_in_a_row = 0;
+                        if let Err(end) = self.flush(ws).await {
+                            return end;
+                        }
+                        self.next_event(ws, &mut clock).await
                     }
-                    self.next_event(ws).await
                 }
+            } else {
+                self.next_event(ws, &mut clock).await
             };
             let step = match event {
                 Event::Ended(end) => Err(end),
@@ -580,11 +616,10 @@ impl<'a> Session<'a> {
 
     /// The next thing to happen. Queued messages come first, so what others sent is
     /// written before the next frame is read.
-    async fn next_event<S>(&self, ws: &mut WebSocketStream<S>) -> Event
+    async fn next_event<S>(&self, ws: &mut WebSocketStream<S>, clock: &mut Clock) -> Event
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let wake = self.next_wake();
         async {
             match self.outbox.recv().await {
                 Ok(text) => Event::Queued(text),
@@ -594,7 +629,8 @@ impl<'a> Session<'a> {
         .or(async { Event::Ended(self.interrupted().await) })
         .or(async { Event::Frame(ws.next().await) })
         .or(async {
-            Timer::at(wake).await;
+            (&mut clock.timer).await;
+            clock.at = None;
             Event::Tick
         })
         .await
@@ -740,10 +776,11 @@ impl<'a> Session<'a> {
 
     /// Feed one message; a client that stops reading cannot hold the session here past a
     /// kick, shutdown, an eviction or its idle deadline.
-    async fn feed<S>(&self, ws: &mut WebSocketStream<S>, msg: Message) -> Result<(), End>
+    async fn feed<S>(&mut self, ws: &mut WebSocketStream<S>, msg: Message) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        self.unflushed_any = true;
         let fed = async { ws.feed(msg).await.map_err(|_| End::Gone) };
         fed.or(self.stalled()).await
     }
@@ -767,6 +804,7 @@ impl<'a> Session<'a> {
         flushed.or(self.stalled()).await?;
         self.link.add(-(self.unflushed as isize));
         self.unflushed = 0;
+        self.unflushed_any = false;
         if self.link.stale.get() && self.outbox.is_empty() {
             self.link.stale.set(false);
             let roster = relay::roster(&self.hub.peers.borrow(), self.conn);
