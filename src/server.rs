@@ -76,10 +76,7 @@ pub async fn run<'ex>(
     plain: Option<TcpListener>,
 ) {
     let https_port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
-    let receive = server.hub.cfg.max_message;
-    cap_kernel_buffers(&listener, receive);
     if let Some(plain) = plain {
-        cap_kernel_buffers(&plain, SOCKET_BUFFER);
         server
             .http_port
             .set(plain.local_addr().ok().map(|a| a.port()));
@@ -94,26 +91,6 @@ pub async fn run<'ex>(
         .await;
     log::info!("shutting down: closing {} connections", hub.websockets());
     let _ = timeout(SHUTDOWN_GRACE, hub.all_closed()).await;
-}
-
-/// Kernel send buffer per socket, set on the listeners so every accepted socket inherits
-/// it. The kernel doubles the figure for its bookkeeping and charges it to the service's
-/// cgroup (`MemoryMax`); left alone, Linux grows it up to `tcp_wmem` (4 MiB by default)
-/// for a client that stops reading, which would dwarf every other budget.
-pub const SOCKET_BUFFER: usize = 16 * 1024;
-
-/// Cap the kernel buffers of sockets accepted on `listener`: the send buffer at
-/// [`SOCKET_BUFFER`], the receive buffer at `receive` bytes (on the TLS port, one
-/// `--max-message`: a smaller window makes every maximum-size message several reads and
-/// wake-ups, measured as 50 ms more latency for everyone else while four devices flood;
-/// see BENCHMARKS.md, "Floods").
-fn cap_kernel_buffers(listener: &TcpListener, receive: usize) {
-    use rustix::net::sockopt;
-    let set = sockopt::set_socket_send_buffer_size(listener, SOCKET_BUFFER)
-        .and_then(|()| sockopt::set_socket_recv_buffer_size(listener, receive));
-    if let Err(e) = set {
-        log::warn!("socket buffers left at the kernel's defaults: {e}");
-    }
 }
 
 /// Accept a socket and give it a slot in `sockets`, evicting or refusing as the registry

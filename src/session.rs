@@ -586,20 +586,13 @@ impl<'a> Session<'a> {
                 future::yield_now().await;
             }
             clock.set(self.next_wake());
-            let event = if self.unflushed_any {
-                match future::poll_once(self.next_event(ws, &mut clock)).await {
-                    Some(event) => event,
-                    None => {
-                        ready_in_a_row = 0;
-                        if let Err(end) = self.flush(ws).await {
-                            return end;
-                        }
-                        self.next_event(ws, &mut clock).await
-                    }
+            if self.unflushed_any {
+                ready_in_a_row = 0;
+                if let Err(end) = self.flush(ws).await {
+                    return end;
                 }
-            } else {
-                self.next_event(ws, &mut clock).await
-            };
+            }
+            let event = self.next_event(ws, &mut clock).await;
             let step = match event {
                 Event::Ended(end) => Err(end),
                 Event::Frame(None) => Err(End::Gone),
