@@ -63,6 +63,9 @@ fn main() {
         if pinned { "on CPU 0" } else { "not pinned" }
     );
 
+    // Whatever happens to the network, this process ends: a phase takes at most `limit`,
+    // connecting and the flooders' wind-down a few seconds more.
+    support::watchdog(limit * 2 + Duration::from_secs(60), "flood");
     let (mut a, mut b) = smol::block_on(call_pair(&server, "a", "b"));
     eprintln!("flood: at rest ...");
     let mut rest = smol::block_on(round_trips(&mut a, &mut b, signals, limit));
@@ -72,6 +75,9 @@ fn main() {
     let stop = AtomicBool::new(false);
     let (mut flooded, cpu, wall) = std::thread::scope(|s| {
         let flooders = s.spawn(|| flood(&server, &stop, &stats));
+        // Stops the flooders however this closure ends, a panic included: the scope
+        // joins them before it returns.
+        let _stop = StopOnDrop(&stop);
         std::thread::sleep(WARMUP);
         let (ticks0, t0) = (busy_ticks(&server), Instant::now());
         let flooded = smol::block_on(round_trips(&mut a, &mut b, signals, limit));
@@ -85,6 +91,8 @@ fn main() {
     let cpu_pct = cpu / wall.as_secs_f64() * 100.0;
     let rest_f = percentiles(&mut rest);
     let flood_f = percentiles(&mut flooded);
+    let lost = rest.lost + flooded.lost;
+    let errors = rest.errors + flooded.errors;
     let sent = stats.sent.load(Ordering::Relaxed);
     let by = |c: &AtomicU64| c.load(Ordering::Relaxed);
     println!();
@@ -93,7 +101,7 @@ fn main() {
         "| phase | a's round trip p50 / p99 / max | server CPU | flood messages (64 KiB) | flood connections: cut 1008 / other end / refused |"
     );
     println!("|---|---|---:|---:|---|");
-    println!("| at rest | {} | | | |", fmt_ms(&rest_f),);
+    println!("| at rest | {} | | | |", fmt_ms(&rest_f));
     println!(
         "| {FLOODERS} flooders | {} | {:.0} % | {} | {} / {} / {} |",
         fmt_ms(&flood_f),
@@ -103,6 +111,9 @@ fn main() {
         by(&stats.ended_other),
         by(&stats.refused),
     );
+    if lost + errors > 0 {
+        println!("a's signals lost: {lost}; error replies to a or b: {errors} (both should be 0)");
+    }
     println!(
         "{}",
         json!({
@@ -111,6 +122,8 @@ fn main() {
             "binary": bin.display().to_string(),
             "pinned": pinned,
             "signals": signals,
+            "lost": lost,
+            "errors": errors,
             "rest_ms": rest_f,
             "flooded_ms": flood_f,
             "server_cpu_pct": (cpu_pct * 10.0).round() / 10.0,
@@ -130,12 +143,36 @@ fn busy_ticks(server: &Server) -> u64 {
     user + sys
 }
 
-/// `n` round trips a → b → a, one at a time, one every [`GAP`], or fewer if `limit` runs
-/// out first (a slow server); each in ns.
-async fn round_trips(a: &mut Client, b: &mut Client, n: u64, limit: Duration) -> Vec<u64> {
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One phase's round trips.
+#[derive(Default)]
+struct Trips {
+    /// Each completed round trip, in ns.
+    ns: Vec<u64>,
+    /// Signals whose echo did not come back within [`LOST_AFTER`] (the phase ends there).
+    lost: u64,
+    /// Error replies `a` or `b` received (e.g. `rate_limited`): none are expected.
+    errors: u64,
+}
+
+/// A round trip longer than this counts as lost and ends the phase.
+const LOST_AFTER: Duration = Duration::from_secs(5);
+
+/// Up to `n` round trips a → b → a, one at a time, at least [`GAP`] apart, until `limit`
+/// runs out (a slow server) or one is lost.
+async fn round_trips(a: &mut Client, b: &mut Client, n: u64, limit: Duration) -> Trips {
+    let errors = std::cell::Cell::new(0);
     let echo = async {
         loop {
-            let data = next_signal(b).await;
+            let data = next_signal(b, &errors).await;
             b.send(json!({"type": "signal", "to": "a", "data": data}))
                 .await;
         }
@@ -143,35 +180,57 @@ async fn round_trips(a: &mut Client, b: &mut Client, n: u64, limit: Duration) ->
     let measure = async {
         let pad = "x".repeat(150);
         let start = Instant::now();
-        let mut took = Vec::with_capacity(n as usize);
+        let mut trips = Trips {
+            ns: Vec::with_capacity(n as usize),
+            ..Trips::default()
+        };
+        let mut last = start;
         for seq in 0..n {
             if start.elapsed() > limit {
                 break;
             }
-            let at = start + GAP * seq as u32;
-            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            // Paced from the last send, never catching up: a burst after a stall would
+            // run into the rate limit and measure that instead.
+            if let Some(wait) = (last + GAP).checked_duration_since(Instant::now()) {
                 Timer::after(wait).await;
             }
             let sent = Instant::now();
+            last = sent;
             a.send(json!({"type": "signal", "to": "b", "data": {"seq": seq, "pad": pad}}))
                 .await;
-            let data = next_signal(a).await;
-            took.push(sent.elapsed().as_nanos() as u64);
+            let back = async { Some(next_signal(a, &errors).await) }
+                .or(async {
+                    Timer::after(LOST_AFTER).await;
+                    None
+                })
+                .await;
+            let Some(data) = back else {
+                trips.lost += 1;
+                eprintln!("flood: signal {seq} not back within {LOST_AFTER:?}; phase ends");
+                break;
+            };
+            trips.ns.push(sent.elapsed().as_nanos() as u64);
             assert_eq!(data["seq"], seq, "signals out of order");
         }
-        took
+        trips.errors = errors.get();
+        trips
     };
     measure.or(echo).await
 }
 
-/// The `data` of the next signal, skipping presence; no time limit (a figure, not a test).
-async fn next_signal(c: &mut Client) -> Value {
+/// The `data` of the next signal, skipping presence and counting error replies; no time
+/// limit of its own (the caller has one).
+async fn next_signal(c: &mut Client, errors: &std::cell::Cell<u64>) -> Value {
     loop {
         match c.ws.next().await {
             Some(Ok(Message::Text(t))) => {
                 let m: Value = serde_json::from_str(&t).expect("server sent JSON");
                 if m["type"] == "signal" {
                     return m["data"].clone();
+                }
+                if m["type"] == "error" {
+                    errors.set(errors.get() + 1);
+                    eprintln!("flood: a normal peer got {t}");
                 }
             }
             Some(Ok(_)) => {}
@@ -218,7 +277,11 @@ async fn flooder(server: &Server, i: usize, stop: &AtomicBool, stats: &FloodStat
     let mut attempt = 0;
     while !stop.load(Ordering::Relaxed) {
         attempt += 1;
-        let Ok(client) = server.try_client().await else {
+        let connect = async { server.try_client().await.ok() }.or(async {
+            Timer::after(Duration::from_secs(5)).await;
+            None
+        });
+        let Some(client) = connect.await else {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             Timer::after(Duration::from_millis(20)).await;
             continue;
@@ -226,13 +289,12 @@ async fn flooder(server: &Server, i: usize, stop: &AtomicBool, stats: &FloodStat
         stats.connections.fetch_add(1, Ordering::Relaxed);
         let (mut tx, mut rx) = client.ws.split();
         let name = format!("flood{i}-{attempt}");
-        if tx
-            .send(Message::text(
-                json!({"type": "register", "name": name}).to_string(),
-            ))
-            .await
-            .is_err()
-        {
+        let register = Message::text(json!({"type": "register", "name": name}).to_string());
+        let sent = async { tx.send(register).await.is_ok() }.or(async {
+            Timer::after(Duration::from_secs(5)).await;
+            false
+        });
+        if !sent.await {
             stats.ended_other.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -256,7 +318,14 @@ async fn flooder(server: &Server, i: usize, stop: &AtomicBool, stats: &FloodStat
                 }
             }
         };
-        let ended = read.or(write).await;
+        // The writer may be blocked on a socket the server no longer reads.
+        let stopped = async {
+            while !stop.load(Ordering::Relaxed) {
+                Timer::after(Duration::from_millis(50)).await;
+            }
+            None
+        };
+        let ended = read.or(write).or(stopped).await;
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -270,7 +339,11 @@ async fn flooder(server: &Server, i: usize, stop: &AtomicBool, stats: &FloodStat
 }
 
 /// p50, p99 and max in ms.
-fn percentiles(ns: &mut [u64]) -> Value {
+fn percentiles(trips: &mut Trips) -> Value {
+    let ns = &mut trips.ns;
+    if ns.is_empty() {
+        return json!({"p50": null, "p99": null, "max": null, "n": 0});
+    }
     ns.sort_unstable();
     let pick = |q: f64| {
         let i = ((ns.len() as f64 * q).ceil() as usize).clamp(1, ns.len()) - 1;

@@ -87,6 +87,8 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var_os("INTERCOMD_BENCH_QUICK").is_some_and(|v| v != "0");
     let mut plan = Plan::new(quick);
+    // Clients wait on the network without deadlines; this process ends regardless.
+    support::watchdog(Duration::from_secs(if quick { 300 } else { 3600 }), "relay");
     // `--peers 16,64` runs only those sizes.
     let args: Vec<String> = std::env::args().collect();
     if let Some(list) = args

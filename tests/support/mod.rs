@@ -203,6 +203,7 @@ impl Launch {
             .stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn intercomd");
+        LIVE.lock().unwrap().push(child.id());
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -236,7 +237,7 @@ impl Launch {
         let (addr, self_ms, ready) = match rx.recv_timeout(patience() * 3) {
             Ok(a) => a,
             Err(_) => {
-                let _ = child.kill();
+                end(&mut child);
                 panic!("server did not start; log:\n{}", log.lock().unwrap());
             }
         };
@@ -252,6 +253,33 @@ impl Launch {
             log,
         }
     }
+}
+
+/// Servers started and not yet ended, for [`watchdog`].
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kill `child` and forget it.
+fn end(child: &mut Child) {
+    LIVE.lock().unwrap().retain(|&p| p != child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// For benchmarks, which wait on the network without a deadline of their own: if this
+/// process is still running after `limit`, say so, kill every server it started and exit
+/// with status 3. A figure that cannot be taken fails; it never hangs the caller.
+pub fn watchdog(limit: Duration, what: &'static str) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!(
+            "{what}: still running after {} s; giving up",
+            limit.as_secs()
+        );
+        for pid in LIVE.lock().unwrap().iter() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        std::process::exit(3);
+    });
 }
 
 /// For benchmarks: pin this process (all threads to come) to CPU 1, leaving CPU 0 to the
@@ -560,8 +588,7 @@ impl Server {
     /// Kill the server and hand back its state directory for a restart.
     pub fn kill(mut self) -> tempfile::TempDir {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            end(&mut c);
         }
         self.state.take().expect("a state directory of its own")
     }
@@ -570,8 +597,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            end(&mut c);
         }
     }
 }
