@@ -16,6 +16,7 @@ pub(crate) mod relay;
 pub mod server;
 pub mod session;
 pub(crate) mod slots;
+pub mod stun;
 pub mod tls;
 pub(crate) mod tlsio;
 
