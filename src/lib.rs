@@ -16,9 +16,11 @@ pub(crate) mod relay;
 pub mod server;
 pub mod session;
 pub(crate) mod slots;
+pub mod stations;
 pub mod stun;
 pub mod tls;
 pub(crate) mod tlsio;
+pub mod turn;
 
 /// The peer table's capacity, fixed at build time (`INTERCOMD_CAPACITY`).
 pub use peers::CAPACITY;

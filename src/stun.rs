@@ -230,7 +230,7 @@ impl<'a> Message<'a> {
 
     /// An XOR-…-ADDRESS attribute, decoded.
     pub fn xor_address(&self, ty: u16) -> Option<SocketAddr> {
-        self.get(ty).and_then(|v| xor_addr_decode(v, &self.tid))
+        self.get(ty).and_then(|v| xor_address(v, &self.tid))
     }
 
     /// CHANNEL-NUMBER (the first 16 bits; the rest is reserved).
@@ -333,7 +333,8 @@ impl<'a> Iterator for Attributes<'a> {
     }
 }
 
-fn xor_addr_decode(v: &[u8], tid: &[u8; 12]) -> Option<SocketAddr> {
+/// Decode the value of an XOR-…-ADDRESS attribute of the message with transaction `tid`.
+pub fn xor_address(v: &[u8], tid: &[u8; 12]) -> Option<SocketAddr> {
     if v.len() < 4 {
         return None;
     }
@@ -754,7 +755,7 @@ mod tests {
         assert_eq!(m.xor_address(attr::XOR_PEER_ADDRESS), Some(peer));
         let peers: Vec<_> = m.get_all(attr::XOR_PEER_ADDRESS).collect();
         assert_eq!(peers.len(), 2);
-        assert_eq!(xor_addr_decode(peers[1], &tid), Some(peer6));
+        assert_eq!(xor_address(peers[1], &tid), Some(peer6));
         assert_eq!(m.xor_address(attr::XOR_RELAYED_ADDRESS), Some(peer6));
         assert_eq!(m.u32(attr::LIFETIME), Some(600));
         assert_eq!(m.requested_transport(), Some(17));
