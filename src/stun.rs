@@ -152,7 +152,7 @@ impl<'a> Message<'a> {
             return Err(ParseError::NotStun);
         }
         let len = be16(b, 2) as usize;
-        if len % 4 != 0 {
+        if !len.is_multiple_of(4) {
             return Err(ParseError::NotStun);
         }
         if HEADER + len != b.len() {
@@ -178,10 +178,10 @@ impl<'a> Message<'a> {
             if at + 4 + vlen > b.len() || next > b.len() {
                 return Err(ParseError::Malformed);
             }
-            if ty == attr::FINGERPRINT {
-                if vlen != 4 || next != b.len() || be32(b, at + 4) != fingerprint_of(b, at) {
-                    return Err(ParseError::Malformed);
-                }
+            if ty == attr::FINGERPRINT
+                && (vlen != 4 || next != b.len() || be32(b, at + 4) != fingerprint_of(b, at))
+            {
+                return Err(ParseError::Malformed);
             }
             at = next;
         }
@@ -605,7 +605,7 @@ pub fn channel_header(channel: u16, len: usize) -> [u8; 4] {
 pub fn tcp_frame_len(head: [u8; 4]) -> Option<usize> {
     let len = u16::from_be_bytes([head[2], head[3]]) as usize;
     let total = match head[0] & 0xC0 {
-        0x00 if len % 4 == 0 => HEADER + len,
+        0x00 if len.is_multiple_of(4) => HEADER + len,
         0x40 => 4 + padded(len),
         _ => return None,
     };
