@@ -38,6 +38,12 @@ pub struct Config {
     pub allow_origin: Vec<String>,
     pub access_key: Option<String>,
     pub log_level: log::LevelFilter,
+    /// The TURN relay's UDP and TCP address; `None` with `--turn off`.
+    pub turn_listen: Option<SocketAddr>,
+    /// The relay ports, inclusive.
+    pub turn_ports: (u16, u16),
+    /// Kilobits per second per allocation and direction.
+    pub turn_kbps: u32,
 }
 
 impl Default for Config {
@@ -66,6 +72,9 @@ impl Default for Config {
             allow_origin: Vec::new(),
             access_key: None,
             log_level: log::LevelFilter::Info,
+            turn_listen: Some(SocketAddr::from(([0, 0, 0, 0], 3478))),
+            turn_ports: (49160, 49199),
+            turn_kbps: 8000,
         }
     }
 }
@@ -91,7 +100,15 @@ Network:
   --allow-origin ORIGIN     extra allowed WebSocket Origin, e.g. https://kiosk.lan:8443
                             (repeatable; the page's own origin is always allowed)
   --access-key KEY          require this key in every register [default: none]
-  --ice-servers JSON        RTCIceServer array sent to clients  [default: []]
+  --ice-servers JSON        RTCIceServer array sent to clients, after the
+                            built-in relay's entry          [default: []]
+
+TURN relay (for tablets that cannot reach each other directly):
+  --turn on|off             the built-in STUN/TURN relay     [default: on]
+  --turn-listen ADDR        its UDP and TCP address          [default: 0.0.0.0:3478]
+  --turn-ports LO-HI        UDP ports for relayed media      [default: 49160-49199]
+  --turn-kbps N             kbit/s per allocation and direction; more is dropped
+                                                             [default: 8000]
 
 TLS:
   --state-dir DIR           where the local CA and server certificate live
@@ -140,6 +157,7 @@ where
     use lexopt::prelude::*;
     let mut c = Config::default();
     let mut p = lexopt::Parser::from_args(args);
+    let mut turn_on = true;
     let err = |e: lexopt::Error| e.to_string();
     while let Some(arg) = p.next().map_err(err)? {
         let flag = match &arg {
@@ -168,6 +186,14 @@ where
             }
             "access-key" => c.access_key = Some(value()?).filter(|k| !k.is_empty()),
             "ice-servers" => c.ice_servers = parse_ice_servers(&value()?)?,
+            "turn" => match value()?.as_str() {
+                "on" => turn_on = true,
+                "off" => turn_on = false,
+                v => return Err(format!("--turn {v}: expected on or off")),
+            },
+            "turn-listen" => c.turn_listen = Some(addr(flag, &value()?)?),
+            "turn-ports" => c.turn_ports = port_range(&value()?)?,
+            "turn-kbps" => c.turn_kbps = positive(flag, &value()?)?,
             "state-dir" => c.state_dir = value()?.into(),
             "cert" => c.cert = Some(value()?.into()),
             "key" => c.key = Some(value()?.into()),
@@ -208,12 +234,28 @@ where
     if c.cert.is_some() != c.key.is_some() {
         return Err("--cert and --key go together".into());
     }
+    if !turn_on {
+        c.turn_listen = None;
+    }
     Ok(Command::Run(Box::new(c)))
 }
 
 fn addr(flag: &str, v: &str) -> Result<SocketAddr, String> {
     v.parse()
         .map_err(|_| format!("--{flag} {v}: expected IP:PORT, e.g. 0.0.0.0:8443"))
+}
+
+fn port_range(v: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("--turn-ports {v}: expected LO-HI, e.g. 49160-49199");
+    let (lo, hi) = v.split_once('-').ok_or_else(bad)?;
+    let (lo, hi): (u16, u16) = (
+        lo.parse().map_err(|_| bad())?,
+        hi.parse().map_err(|_| bad())?,
+    );
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -256,6 +298,10 @@ mod tests {
         let c = run(&["--ring-timeout", "0.5", "--max-peers", "2"]).unwrap();
         assert_eq!(c.ring_timeout, Duration::from_millis(500));
         assert_eq!(c.max_sockets(), 18);
+        assert_eq!(c.turn_listen, Some("0.0.0.0:3478".parse().unwrap()));
+        assert_eq!((c.turn_ports, c.turn_kbps), ((49160, 49199), 8000));
+        let c = run(&["--turn", "off", "--turn-ports", "50000-50001"]).unwrap();
+        assert_eq!((c.turn_listen, c.turn_ports), (None, (50000, 50001)));
     }
 
     #[test]
@@ -266,6 +312,10 @@ mod tests {
         assert!(run(&["--ice-servers", "{}"]).is_err());
         assert!(run(&["--cert", "x"]).is_err());
         assert!(run(&["--bogus"]).is_err());
+        assert!(run(&["--turn", "maybe"]).is_err());
+        assert!(run(&["--turn-ports", "5-4"]).is_err());
+        assert!(run(&["--turn-ports", "0-4"]).is_err());
+        assert!(run(&["--turn-kbps", "0"]).is_err());
         assert!(run(&["--outbox-bytes", "1000"]).is_err());
         assert!(run(&["--outbox-bytes", "1000", "--max-message", "500"]).is_ok());
     }

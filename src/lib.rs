@@ -21,6 +21,7 @@ pub mod stun;
 pub mod tls;
 pub(crate) mod tlsio;
 pub mod turn;
+pub mod turnio;
 
 /// The peer table's capacity, fixed at build time (`INTERCOMD_CAPACITY`).
 pub use peers::CAPACITY;

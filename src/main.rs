@@ -53,7 +53,7 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
         Some(dir) => Www::dir(dir).map_err(|e| format!("--www {}: {e}", dir.display()))?,
         None => Www::Embedded(intercomd::www::FILES),
     };
-    let (listen, http_listen) = (cfg.listen, cfg.http_listen);
+    let (listen, http_listen, turn_listen) = (cfg.listen, cfg.http_listen, cfg.turn_listen);
     let hub = std::rc::Rc::new(Hub::new(cfg));
     let server = Server::new(hub.clone(), www, tls);
     let notifier = std::rc::Rc::new(Notifier::from_env());
@@ -72,6 +72,12 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
             ),
             None => None,
         };
+        if let Some(addr) = turn_listen {
+            let turn = intercomd::turnio::bind(addr).await?;
+            let (hub, secret) = (hub.clone(), intercomd::turnio::secret());
+            ex.spawn(intercomd::turnio::run(ex, hub, turn, secret))
+                .detach();
+        }
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         log::info!(
             "listening on {addr} ({} ms after start), max {} peers",

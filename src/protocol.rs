@@ -442,6 +442,8 @@ pub struct Health {
     /// The plain-HTTP port (certificate, set-up guide), `null` when there is none: a
     /// page that cannot open its WebSocket links to the guide there.
     pub http_port: Option<u16>,
+    /// TURN allocations in use.
+    pub turn_allocations: usize,
 }
 
 impl Health {
@@ -461,6 +463,39 @@ pub fn parse_ice_servers(json: &str) -> Result<Box<RawValue>, String> {
         return Err(format!("--ice-servers entry without \"urls\": {bad}"));
     }
     RawValue::from_string(value.to_string()).map_err(|e| e.to_string())
+}
+
+/// The ICE servers a station is offered: this appliance's TURN relay (`urls`, with the
+/// station's ephemeral `username` and `credential`) first, then `--ice-servers`.
+pub fn with_turn(
+    base: &RawValue,
+    urls: &[&str],
+    username: &str,
+    credential: &str,
+) -> Option<Box<RawValue>> {
+    #[derive(Serialize)]
+    struct Turn<'a> {
+        urls: &'a [&'a str],
+        username: &'a str,
+        credential: &'a str,
+    }
+    let turn = serde_json::to_string(&Turn {
+        urls,
+        username,
+        credential,
+    })
+    .ok()?;
+    let rest = base
+        .get()
+        .trim()
+        .strip_prefix('[')?
+        .strip_suffix(']')?
+        .trim();
+    let json = match rest {
+        "" => format!("[{turn}]"),
+        rest => format!("[{turn},{rest}]"),
+    };
+    RawValue::from_string(json).ok()
 }
 
 #[cfg(test)]

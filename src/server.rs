@@ -142,6 +142,7 @@ async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, server: Rc<Server>, liste
             continue;
         };
         let _ = stream.set_nodelay(true);
+        slot.set_local(stream.local_addr().ok().map(|a| a.ip())); // for the TURN offer
         let server = server.clone();
         ex.spawn(async move {
             connection(&server, stream, &slot).or(slot.evicted()).await;

@@ -168,6 +168,8 @@ pub struct Hub {
     websockets: Cell<usize>,
     next_conn: Cell<ConnId>,
     started: Instant,
+    /// Registered stations, for the TURN relay (stations.rs).
+    pub stations: crate::stations::Stations,
 }
 
 /// Counts an open WebSocket until dropped.
@@ -196,6 +198,7 @@ impl Hub {
             websockets: Cell::new(0),
             next_conn: Cell::new(0),
             started: Instant::now(),
+            stations: Default::default(),
         }
     }
 
@@ -230,6 +233,7 @@ impl Hub {
             connections: self.websockets(),
             uptime_s: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION"),
+            turn_allocations: self.stations.allocations.get(),
         }
     }
 
@@ -329,6 +333,7 @@ impl Hub {
 
     /// A connection is gone: free its name, tell its partner and everyone else.
     fn disconnect(&self, conn: ConnId) {
+        self.stations.offline(conn, Instant::now()); // TURN credentials: 60 s more
         let effects = relay::disconnect(&mut self.peers.borrow_mut(), conn);
         self.deliver(effects);
     }
@@ -493,6 +498,13 @@ struct Session<'a> {
     opened: Instant,
     last_rx: Instant,
     next_ping: Instant,
+}
+
+/// Seconds since the Unix epoch (TURN credentials carry a wall-clock expiry).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Run one WebSocket connection to completion. `read_ahead` holds bytes read past the request
@@ -701,9 +713,18 @@ impl<'a> Session<'a> {
             Message::Binary(_) => None,
             _ => return Ok(()), // ping/pong: liveness only (the library answers pings)
         };
+        // TURN: a `register` is offered the relay with this station's credentials.
+        let offer = (!self.registered)
+            .then(|| {
+                text.and_then(|t| {
+                    hub.stations
+                        .offer(&cfg.ice_servers, self.slot.local(), t, unix_now())
+                })
+            })
+            .flatten();
         let ctx = Ctx {
             access_key: cfg.access_key.as_deref(),
-            ice_servers: &cfg.ice_servers,
+            ice_servers: offer.as_deref().unwrap_or(&cfg.ice_servers),
             ring_timeout: cfg.ring_timeout,
             now,
             fresh_token: &fresh_token,
@@ -716,7 +737,11 @@ impl<'a> Session<'a> {
             &self.link,
             inbound,
         );
+        let was_registered = self.registered;
         self.registered = hub.peers.borrow().by_conn(self.conn).is_some();
+        if let (false, Some(p)) = (was_registered, hub.peers.borrow().by_conn(self.conn)) {
+            hub.stations.online(self.conn, &p.name, self.peer); // TURN: a station's address
+        }
         self.slot.set_registered(self.registered);
         if out.ring_started {
             let _ = hub.rings.0.try_send(());

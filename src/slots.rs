@@ -149,6 +149,7 @@ impl Registry {
             ip,
             opened,
             evict_rx,
+            local: Default::default(),
         };
         Ok(Admitted { slot, evicted })
     }
@@ -188,12 +189,23 @@ pub struct Slot {
     ip: IpAddr,
     opened: Instant,
     evict_rx: Receiver<()>,
+    /// The local address the socket was accepted on (set by the server).
+    local: std::cell::Cell<Option<IpAddr>>,
 }
 
 impl Slot {
     /// The source address.
     pub fn ip(&self) -> IpAddr {
         self.ip
+    }
+
+    /// The local address the socket was accepted on, when known.
+    pub fn local(&self) -> Option<IpAddr> {
+        self.local.get()
+    }
+
+    pub fn set_local(&self, ip: Option<IpAddr>) {
+        self.local.set(ip);
     }
 
     /// How long the socket has been open.

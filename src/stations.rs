@@ -116,6 +116,34 @@ impl Stations {
         }
     }
 
+    /// The `iceServers` for a connection whose frame `text` registers a station: the
+    /// relay on the address the tablet reached this appliance at (`local`), over UDP and
+    /// TCP, with that station's credentials, then `base` (`--ice-servers`). `None` when
+    /// the relay is off, the frame is no `register`, or the address is unknown.
+    pub fn offer(
+        &self,
+        base: &serde_json::value::RawValue,
+        local: Option<IpAddr>,
+        text: &str,
+        unix: u64,
+    ) -> Option<Box<serde_json::value::RawValue>> {
+        let relay = self.relay.get()?;
+        let Ok((_, crate::protocol::ClientMsg::Register { name, .. })) =
+            crate::protocol::decode(text)
+        else {
+            return None;
+        };
+        let ip = match relay.listen.ip() {
+            ip if ip.is_unspecified() => canonical(local?),
+            ip => ip,
+        };
+        let host = SocketAddr::new(ip, relay.listen.port());
+        let udp = format!("turn:{host}?transport=udp");
+        let tcp = format!("turn:{host}?transport=tcp");
+        let (user, pass) = crate::turn::credentials(&relay.secret, &name, unix);
+        crate::protocol::with_turn(base, &[&udp, &tcp], &user, &pass)
+    }
+
     /// Whether `ip` is the source address of a registered station's WebSocket.
     pub fn is_station_address(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);

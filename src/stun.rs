@@ -274,6 +274,7 @@ impl<'a> Message<'a> {
                     | attr::NONCE
                     | attr::XOR_RELAYED_ADDRESS
                     | attr::REQUESTED_ADDRESS_FAMILY
+                    | attr::EVEN_PORT
                     | attr::REQUESTED_TRANSPORT
                     | attr::DONT_FRAGMENT
                     | attr::MESSAGE_INTEGRITY_SHA256
@@ -558,16 +559,17 @@ impl Writer {
     }
 }
 
-/// A ChannelData message (RFC 8656 §12.4): channel number 0x4000..=0x4FFF, then data.
+/// A ChannelData message (RFC 8656 §12.4): a channel number ([`valid_channel`]), then data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelData<'a> {
     pub channel: u16,
     pub data: &'a [u8],
 }
 
-/// Valid channel numbers (RFC 8656 §12).
+/// Valid channel numbers: RFC 8656 §12 narrowed them to 0x4000..=0x4FFF, RFC 5766 allowed
+/// up to 0x7FFF and clients still pick from there (coturn's), so both are taken.
 pub fn valid_channel(n: u16) -> bool {
-    (0x4000..=0x4FFF).contains(&n)
+    (0x4000..=0x7FFF).contains(&n)
 }
 
 /// Whether bytes start like ChannelData (first two bits 01).
@@ -784,12 +786,15 @@ mod tests {
     #[test]
     fn unknown_comprehension_required_attributes_are_listed() {
         let mut w = Writer::new(method::ALLOCATE, Class::Request, [1; 12]);
-        w.attr(attr::EVEN_PORT, &[0x80])
+        w.attr(attr::RESERVATION_TOKEN, &[0; 8])
             .attr(0x7777, b"x")
             .attr(0x8777, b"optional");
         let b = w.finish().unwrap().to_vec();
         let m = Message::parse(&b).unwrap();
-        assert_eq!(&m.unknown_required()[..], &[attr::EVEN_PORT, 0x7777]);
+        assert_eq!(
+            &m.unknown_required()[..],
+            &[attr::RESERVATION_TOKEN, 0x7777]
+        );
     }
 
     #[test]
@@ -854,9 +859,9 @@ mod tests {
         assert_eq!(tcp_frame_len([0x80, 0, 0, 0]), None);
         assert_eq!(tcp_frame_len([0x40, 0x01, 0xff, 0xff]), None);
         assert!(ChannelData::parse(&channel_header(0x3fff, 0)).is_none());
-        assert!(ChannelData::parse(&channel_header(0x5000, 0)).is_none());
+        assert!(ChannelData::parse(&channel_header(0x8000, 0)).is_none());
         assert!(ChannelData::parse(&channel_header(0x4000, 9)[..]).is_none());
-        assert!(valid_channel(0x4000) && valid_channel(0x4fff));
+        assert!(valid_channel(0x4000) && valid_channel(0x4fff) && valid_channel(0x7fff));
     }
 
     #[test]

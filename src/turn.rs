@@ -191,9 +191,9 @@ pub struct Ctx<'a> {
     pub stations: &'a Stations,
     /// The local address the client's packets arrived at: the relay address is made there.
     pub local: IpAddr,
-    /// Opens a relay socket on that address, returning its address, or `None` when no
-    /// port of the range is free.
-    pub bind: &'a mut dyn FnMut(IpAddr) -> Option<SocketAddr>,
+    /// Opens a relay socket on that address (on an even port when asked), returning its
+    /// address, or `None` when no port of the range is free.
+    pub bind: &'a mut dyn FnMut(IpAddr, bool) -> Option<SocketAddr>,
 }
 
 /// The outcome of one request.
@@ -312,11 +312,19 @@ impl Table {
         self.allocs.iter().position(|a| a.client == *client)
     }
 
-    /// Whether `ip` may be a peer: a registered station's address, or one of this
-    /// relay's own (two tablets both behind the relay).
-    fn allowed_peer(&self, ip: IpAddr, stations: &Stations) -> bool {
-        let ip = canonical(ip);
-        stations.is_station_address(ip) || self.allocs.iter().any(|a| a.relay.ip() == ip)
+    /// Whether `peer` may be one: any port of a registered station's address, or exactly
+    /// one of this relay's own addresses (two tablets both behind the relay) — never any
+    /// other port of this host, which would reach its services from its own address.
+    fn allowed_peer(&self, peer: SocketAddr, stations: &Stations) -> bool {
+        let peer = SocketAddr::new(canonical(peer.ip()), peer.port());
+        stations.is_station_address(peer.ip()) || self.allocs.iter().any(|a| a.relay == peer)
+    }
+
+    /// A permission is per address; towards this host's own address it covers only the
+    /// relay addresses themselves (unless a station registered from this host).
+    fn host_port_allowed(&self, peer: SocketAddr, stations: &Stations) -> bool {
+        let ip = canonical(peer.ip());
+        !self.allocs.iter().any(|a| a.relay.ip() == ip) || self.allowed_peer(peer, stations)
     }
 
     /// One STUN request (or indication other than Send, which is ignored) from `client`.
@@ -472,6 +480,14 @@ impl Table {
                 return Err(Refusal::FamilyNotSupported);
             }
         }
+        // EVEN-PORT (RFC 8656 §14.6): an even port is easy; reserving the next one (the R
+        // bit) is not offered, so that is insufficient capacity.
+        let even = match m.get(attr::EVEN_PORT) {
+            None => false,
+            Some([r, ..]) if r & 0x80 == 0 => true,
+            Some([_, ..]) => return Err(Refusal::Capacity),
+            Some([]) => return Err(Refusal::BadRequest),
+        };
         let held = self
             .allocs
             .iter()
@@ -483,7 +499,7 @@ impl Table {
         if self.allocs.len() >= self.limit {
             return Err(Refusal::Capacity);
         }
-        let relay = (ctx.bind)(canonical(ctx.local)).ok_or(Refusal::Capacity)?;
+        let relay = (ctx.bind)(canonical(ctx.local), even).ok_or(Refusal::Capacity)?;
         let lifetime = MAX_LIFETIME;
         let full = Bucket {
             bytes: (self.rate / BURST_DIV).max(stun::MAX_MESSAGE as u64),
@@ -552,7 +568,7 @@ impl Table {
         if canonical(peer.ip()).is_ipv4() != canonical(self.allocs[i].relay.ip()).is_ipv4() {
             return Err(Refusal::PeerFamilyMismatch);
         }
-        if !self.allowed_peer(peer.ip(), stations) {
+        if !self.allowed_peer(peer, stations) {
             return Err(Refusal::Forbidden);
         }
         Ok(())
@@ -651,9 +667,13 @@ impl Table {
         peer: SocketAddr,
         len: usize,
         now: Instant,
+        stations: &Stations,
     ) -> Option<SocketAddr> {
         let rate = self.rate;
         let i = self.find(client)?;
+        if !self.host_port_allowed(peer, stations) {
+            return None;
+        }
         let a = &mut self.allocs[i];
         if !a.permits(peer.ip(), now) || !a.to_peer.take(len, rate, now) {
             return None;
@@ -668,6 +688,7 @@ impl Table {
         channel: u16,
         len: usize,
         now: Instant,
+        stations: &Stations,
     ) -> Option<(SocketAddr, SocketAddr)> {
         let i = self.find(client)?;
         let peer = self.allocs[i]
@@ -675,7 +696,8 @@ impl Table {
             .iter()
             .find(|c| c.number == channel && c.until > now)?
             .peer;
-        self.to_peer(client, peer, len, now).map(|r| (r, peer))
+        self.to_peer(client, peer, len, now, stations)
+            .map(|r| (r, peer))
     }
 
     /// A datagram from `peer` arrived on `relay`: where it goes, or `None` to drop it.
@@ -798,12 +820,12 @@ mod tests {
         fn send(&mut self, from: Client, req: &[u8]) -> (Option<Vec<u8>>, Option<SocketAddr>) {
             let m = Message::parse(req).unwrap();
             let (next, left) = (&mut self.next_port, &mut self.ports_left);
-            let mut bind = |ip: IpAddr| {
+            let mut bind = |ip: IpAddr, even: bool| {
                 if *left == 0 {
                     return None;
                 }
                 *left -= 1;
-                *next += 1;
+                *next += if even { 2 - *next % 2 } else { 1 };
                 Some(SocketAddr::new(ip, *next))
             };
             let mut ctx = Ctx {
@@ -1080,8 +1102,19 @@ mod tests {
         assert_eq!(permit(&mut t, from, peer(30, 40000)), None);
         assert_eq!(permit(&mut t, from, peer(1, 80)), Some(403));
         assert_eq!(permit(&mut t, from, peer(99, 9100)), Some(403));
-        // This relay's own address (the other side also behind the relay): fine.
+        // This relay's own address (the other side also behind the relay): fine; another
+        // port of this host: 403, and data towards one is dropped.
         assert_eq!(permit(&mut t, from, relay), None);
+        assert_eq!(
+            permit(&mut t, from, SocketAddr::new(relay.ip(), 22)),
+            Some(403)
+        );
+        let ssh = SocketAddr::new(relay.ip(), 22);
+        assert_eq!(t.table.to_peer(&from, ssh, 10, t.now, &t.stations), None);
+        assert_eq!(
+            t.table.to_peer(&from, relay, 10, t.now, &t.stations),
+            Some(relay)
+        );
         // IPv6 towards an IPv4 relay: 443.
         assert_eq!(
             permit(&mut t, from, "[fd00::1]:5".parse().unwrap()),
@@ -1102,10 +1135,16 @@ mod tests {
         let from = client(5000);
         let relay = allocate(&mut t, from, "door").unwrap();
         let kitchen = peer(30, 40000);
-        assert_eq!(t.table.to_peer(&from, kitchen, 100, t.now), None);
+        assert_eq!(
+            t.table.to_peer(&from, kitchen, 100, t.now, &t.stations),
+            None
+        );
         assert_eq!(t.table.from_peer(relay, kitchen, 100, t.now), None);
         permit(&mut t, from, kitchen);
-        assert_eq!(t.table.to_peer(&from, kitchen, 100, t.now), Some(relay));
+        assert_eq!(
+            t.table.to_peer(&from, kitchen, 100, t.now, &t.stations),
+            Some(relay)
+        );
         // Permissions are per address: any port of it.
         assert_eq!(
             t.table.from_peer(relay, peer(30, 1234), 100, t.now),
@@ -1116,11 +1155,18 @@ mod tests {
         );
         // Not from another address, not from an unknown client, not to an unknown relay.
         assert_eq!(t.table.from_peer(relay, peer(31, 1), 100, t.now), None);
-        assert_eq!(t.table.to_peer(&client(1), kitchen, 100, t.now), None);
+        assert_eq!(
+            t.table
+                .to_peer(&client(1), kitchen, 100, t.now, &t.stations),
+            None
+        );
         assert_eq!(t.table.from_peer(kitchen, kitchen, 100, t.now), None);
         // Permissions expire after 300 s.
         t.now += PERMISSION_LIFETIME;
-        assert_eq!(t.table.to_peer(&from, kitchen, 100, t.now), None);
+        assert_eq!(
+            t.table.to_peer(&from, kitchen, 100, t.now, &t.stations),
+            None
+        );
     }
 
     #[test]
@@ -1139,7 +1185,8 @@ mod tests {
         assert_eq!(bind(&mut t, 0x4000, kitchen), None);
         // Binding installs the permission.
         assert_eq!(
-            t.table.channel_to_peer(&from, 0x4000, 10, t.now),
+            t.table
+                .channel_to_peer(&from, 0x4000, 10, t.now, &t.stations),
             Some((relay, kitchen))
         );
         assert_eq!(
@@ -1155,7 +1202,11 @@ mod tests {
         assert_eq!(bind(&mut t, 0x4000, peer(30, 40001)), Some(400));
         assert_eq!(bind(&mut t, 0x3FFF, peer(30, 40001)), Some(400));
         assert_eq!(bind(&mut t, 0x4002, peer(1, 53)), Some(403));
-        assert_eq!(t.table.channel_to_peer(&from, 0x4001, 10, t.now), None);
+        assert_eq!(
+            t.table
+                .channel_to_peer(&from, 0x4001, 10, t.now, &t.stations),
+            None
+        );
         // Full of channels: 508.
         for n in 1..MAX_CHANNELS as u16 {
             assert_eq!(bind(&mut t, 0x4000 + n, peer(30, 41000 + n)), None);
@@ -1215,16 +1266,32 @@ mod tests {
         assert_eq!(code(&t.send(from, &r).0.unwrap()), Some(440));
         let r = req(&t, from, method::ALLOCATE, "door", None, |w| {
             udp(w);
-            w.attr(attr::EVEN_PORT, &[0x80]);
+            w.attr(attr::RESERVATION_TOKEN, &[0; 8]);
         });
         let reply = t.send(from, &r).0.unwrap();
         let m = Message::parse(&reply).unwrap();
         assert_eq!(m.error_code(), Some(420));
-        assert_eq!(m.get(attr::UNKNOWN_ATTRIBUTES), Some(&[0, 0x18][..]));
+        assert_eq!(m.get(attr::UNKNOWN_ATTRIBUTES), Some(&[0, 0x22][..]));
+        // EVEN-PORT: reserving the next port is not offered; an even port is.
+        let r = req(&t, from, method::ALLOCATE, "door", None, |w| {
+            udp(w);
+            w.attr(attr::EVEN_PORT, &[0x80]);
+        });
+        assert_eq!(code(&t.send(from, &r).0.unwrap()), Some(508));
+        assert!(t.table.is_empty());
+        let r = req(&t, from, method::ALLOCATE, "door", None, |w| {
+            udp(w);
+            w.attr(attr::EVEN_PORT, &[0]);
+        });
+        let reply = t.send(from, &r).0.unwrap();
+        let relay = Message::parse(&reply)
+            .unwrap()
+            .xor_address(attr::XOR_RELAYED_ADDRESS)
+            .unwrap();
+        assert_eq!(relay.port() % 2, 0);
         // An unknown method: 400.
         let r = req(&t, from, 0x00A, "door", None, |_| {});
         assert_eq!(code(&t.send(from, &r).0.unwrap()), Some(400));
-        assert!(t.table.is_empty());
     }
 
     #[test]
@@ -1236,13 +1303,21 @@ mod tests {
         let kitchen = peer(30, 40000);
         permit(&mut t, from, kitchen);
         let sent = (0..100)
-            .filter(|_| t.table.to_peer(&from, kitchen, 1000, t.now).is_some())
+            .filter(|_| {
+                t.table
+                    .to_peer(&from, kitchen, 1000, t.now, &t.stations)
+                    .is_some()
+            })
             .count();
         assert_eq!(sent, 25);
         // A tenth of a second refills 10,000 bytes.
         t.now += Duration::from_millis(100);
         let sent = (0..100)
-            .filter(|_| t.table.to_peer(&from, kitchen, 1000, t.now).is_some())
+            .filter(|_| {
+                t.table
+                    .to_peer(&from, kitchen, 1000, t.now, &t.stations)
+                    .is_some()
+            })
             .count();
         assert_eq!(sent, 10);
     }

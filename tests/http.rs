@@ -241,7 +241,7 @@ fn healthz_reports_peers_and_connections() {
             h,
             json!({"status": "ok", "peers": 0, "connections": 0,
                    "uptime_s": h["uptime_s"], "version": env!("CARGO_PKG_VERSION"),
-                   "http_port": null})
+                   "http_port": null, "turn_allocations": 0})
         );
         let (_a, _) = server.register("a").await;
         let (b, _) = server.register("b").await;

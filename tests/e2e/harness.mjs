@@ -22,7 +22,7 @@ export function tempDir(prefix) {
 
 /** Runs intercomd until stop(); resolves once it logged "listening on ip:port". */
 export async function startServer({ stateDir, port = 0, args = [] }) {
-  const child = spawn(BINARY, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--log-level', 'info', ...args], {
+  const child = spawn(BINARY, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--log-level', 'info', '--turn', 'off', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

@@ -187,7 +187,9 @@ impl Launch {
             }
             None => Command::new(&self.bin),
         };
-        cmd.args(["--listen", &self.listen, "--state-dir"])
+        // The TURN relay's fixed port would collide between servers running side by side;
+        // tests that want it ask for `--turn on` with `--turn-listen 127.0.0.1:0`.
+        cmd.args(["--listen", &self.listen, "--turn", "off", "--state-dir"])
             .arg(&state_dir);
         if let Some(level) = &self.log_level {
             cmd.args(["--log-level", level]);

@@ -1,0 +1,565 @@
+//! The built-in STUN/TURN relay against the real server: the offer in `registered`,
+//! allocations over UDP and TCP with the credentials a tablet is given, relaying between
+//! two stations (Send/Data indications and ChannelData), the rules that keep it from
+//! being an open relay, and a third-party client (coturn's `turnutils_uclient`).
+
+mod support;
+
+use intercomd::stun::{self, Class, Message, Writer, attr, method};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Launch, Server, patience, run};
+
+/// A server with the relay on 127.0.0.1 (a free port) and its own relay port range.
+fn relay_server(ports: &str, extra: &[&str]) -> Server {
+    Launch::new()
+        .args([
+            "--turn",
+            "on",
+            "--turn-listen",
+            "127.0.0.1:0",
+            "--turn-ports",
+            ports,
+        ])
+        .args(extra)
+        .spawn()
+}
+
+/// The TURN entry of a `registered` message: (port, username, credential).
+fn turn_entry(registered: &Value) -> (u16, String, String) {
+    let e = &registered["iceServers"][0];
+    let urls = e["urls"].as_array().expect("urls");
+    let udp = urls[0].as_str().unwrap();
+    let port = udp
+        .strip_prefix("turn:127.0.0.1:")
+        .and_then(|r| r.strip_suffix("?transport=udp"))
+        .unwrap_or_else(|| panic!("not a UDP TURN url on 127.0.0.1: {udp}"))
+        .parse()
+        .unwrap();
+    assert_eq!(urls[1], format!("turn:127.0.0.1:{port}?transport=tcp"));
+    (
+        port,
+        e["username"].as_str().unwrap().to_string(),
+        e["credential"].as_str().unwrap().to_string(),
+    )
+}
+
+/// How a test client reaches the relay.
+enum Wire {
+    Udp(UdpSocket, SocketAddr),
+    Tcp(TcpStream),
+}
+
+/// A minimal TURN client: long-term credentials, one outstanding request at a time.
+struct TurnClient {
+    wire: Wire,
+    user: String,
+    pass: String,
+    nonce: Option<String>,
+    next_tid: u8,
+}
+
+impl TurnClient {
+    fn udp(port: u16, user: &str, pass: &str) -> TurnClient {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(patience())).unwrap();
+        TurnClient::new(
+            Wire::Udp(s, SocketAddr::from(([127, 0, 0, 1], port))),
+            user,
+            pass,
+        )
+    }
+
+    fn tcp(port: u16, user: &str, pass: &str) -> TurnClient {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(patience())).unwrap();
+        TurnClient::new(Wire::Tcp(s), user, pass)
+    }
+
+    fn new(wire: Wire, user: &str, pass: &str) -> TurnClient {
+        TurnClient {
+            wire,
+            user: user.into(),
+            pass: pass.into(),
+            nonce: None,
+            next_tid: 0,
+        }
+    }
+
+    fn send_raw(&mut self, b: &[u8]) {
+        match &mut self.wire {
+            Wire::Udp(s, to) => {
+                s.send_to(b, *to).unwrap();
+            }
+            Wire::Tcp(s) => s.write_all(b).unwrap(),
+        }
+    }
+
+    /// The next message or ChannelData from the relay, `None` on timeout.
+    fn recv_raw(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        match &mut self.wire {
+            Wire::Udp(s, _) => {
+                s.set_read_timeout(Some(wait)).unwrap();
+                let mut buf = [0u8; 4096];
+                let n = s.recv(&mut buf).ok()?;
+                Some(buf[..n].to_vec())
+            }
+            Wire::Tcp(s) => {
+                s.set_read_timeout(Some(wait)).unwrap();
+                let mut head = [0u8; 4];
+                s.read_exact(&mut head).ok()?;
+                let len = stun::tcp_frame_len(head).expect("TURN framing");
+                let mut b = head.to_vec();
+                b.resize(len, 0);
+                s.read_exact(&mut b[4..]).ok()?;
+                Some(b)
+            }
+        }
+    }
+
+    fn key(&self) -> [u8; 16] {
+        stun::long_term_key(&self.user, "intercom", &self.pass)
+    }
+
+    /// Send a request signed with the credentials (unsigned until a NONCE is known);
+    /// after 401 or 438 with a fresh NONCE, once more. Returns the final response.
+    fn request(&mut self, m: u16, build: impl Fn(&mut Writer)) -> Vec<u8> {
+        for _ in 0..3 {
+            self.next_tid += 1;
+            let mut w = Writer::new(m, Class::Request, [self.next_tid; 12]);
+            build(&mut w);
+            if let Some(nonce) = &self.nonce {
+                w.attr(attr::USERNAME, self.user.as_bytes())
+                    .attr(attr::REALM, b"intercom")
+                    .attr(attr::NONCE, nonce.as_bytes())
+                    .integrity(&self.key());
+            }
+            w.fingerprint();
+            self.send_raw(w.finish().unwrap());
+            let reply = loop {
+                let b = self.recv_raw(patience()).expect("a response");
+                if stun::is_stun(&b) && Message::parse(&b).unwrap().tid == [self.next_tid; 12] {
+                    break b;
+                }
+            };
+            let r = Message::parse(&reply).unwrap();
+            match r.error_code() {
+                Some(401 | 438) if r.text(attr::NONCE) != self.nonce.as_deref() => {
+                    assert_eq!(r.text(attr::REALM), Some("intercom"));
+                    self.nonce = r.text(attr::NONCE).map(str::to_string);
+                }
+                _ => return reply,
+            }
+        }
+        panic!("no answer but 401/438");
+    }
+
+    /// Allocate: the relayed address, or the error code.
+    fn allocate(&mut self) -> Result<SocketAddr, u16> {
+        let reply = self.request(method::ALLOCATE, |w| {
+            w.u32(attr::REQUESTED_TRANSPORT, 17 << 24);
+        });
+        let r = Message::parse(&reply).unwrap();
+        match r.class {
+            Class::Success => {
+                assert!(r.check_integrity(&self.key()), "responses are signed");
+                assert_eq!(r.u32(attr::LIFETIME), Some(600));
+                Ok(r.xor_address(attr::XOR_RELAYED_ADDRESS).unwrap())
+            }
+            _ => Err(r.error_code().unwrap()),
+        }
+    }
+
+    fn code_of(&mut self, m: u16, build: impl Fn(&mut Writer)) -> Option<u16> {
+        let reply = self.request(m, build);
+        Message::parse(&reply).unwrap().error_code()
+    }
+
+    fn permit(&mut self, peer: SocketAddr) -> Option<u16> {
+        self.code_of(method::CREATE_PERMISSION, |w| {
+            w.xor_address(attr::XOR_PEER_ADDRESS, peer);
+        })
+    }
+
+    fn bind_channel(&mut self, channel: u16, peer: SocketAddr) -> Option<u16> {
+        self.code_of(method::CHANNEL_BIND, |w| {
+            w.u32(attr::CHANNEL_NUMBER, (channel as u32) << 16)
+                .xor_address(attr::XOR_PEER_ADDRESS, peer);
+        })
+    }
+
+    fn send_indication(&mut self, peer: SocketAddr, data: &[u8]) {
+        let mut w = Writer::new(method::SEND, Class::Indication, [0xAB; 12]);
+        w.xor_address(attr::XOR_PEER_ADDRESS, peer)
+            .attr(attr::DATA, data);
+        self.send_raw(w.finish().unwrap());
+    }
+
+    fn send_channel(&mut self, channel: u16, data: &[u8]) {
+        let mut b = stun::channel_header(channel, data.len()).to_vec();
+        b.extend_from_slice(data);
+        if matches!(self.wire, Wire::Tcp(_)) {
+            b.resize(b.len().div_ceil(4) * 4, 0);
+        }
+        self.send_raw(&b);
+    }
+
+    /// The next relayed datagram: (peer, channel if any, data).
+    fn relayed(&mut self) -> (Option<SocketAddr>, Option<u16>, Vec<u8>) {
+        let b = self.recv_raw(patience()).expect("relayed data");
+        if let Some(cd) = stun::ChannelData::parse(&b) {
+            return (None, Some(cd.channel), cd.data.to_vec());
+        }
+        let m = Message::parse(&b).unwrap();
+        assert_eq!((m.method, m.class), (method::DATA, Class::Indication));
+        (
+            m.xor_address(attr::XOR_PEER_ADDRESS),
+            None,
+            m.get(attr::DATA).unwrap().to_vec(),
+        )
+    }
+
+    fn silent(&mut self, wait: Duration) -> bool {
+        self.recv_raw(wait).is_none()
+    }
+}
+
+#[test]
+fn registered_offers_the_relay_and_a_tablet_allocates_with_it() {
+    let server = relay_server(
+        "51000-51009",
+        &["--ice-servers", r#"[{"urls":"stun:stun.example.org"}]"#],
+    );
+    run(async {
+        let (_door, reg) = server.register("door").await;
+        let (port, user, pass) = turn_entry(&reg);
+        let (expiry, name) = user.split_once(':').unwrap();
+        assert_eq!(name, "door");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(expiry.parse::<u64>().unwrap() > now);
+        assert_eq!(pass.len(), 28, "base64 of a SHA-1 HMAC");
+        assert_eq!(
+            reg["iceServers"][1],
+            json!({"urls": "stun:stun.example.org"})
+        );
+        assert_eq!(reg["iceServers"].as_array().unwrap().len(), 2);
+
+        // STUN Binding needs no credentials.
+        let mut c = TurnClient::udp(port, &user, &pass);
+        let mut w = Writer::new(method::BINDING, Class::Request, [1; 12]);
+        w.fingerprint();
+        c.send_raw(w.finish().unwrap());
+        let b = c.recv_raw(patience()).unwrap();
+        let m = Message::parse(&b).unwrap();
+        let Wire::Udp(s, _) = &c.wire else {
+            unreachable!()
+        };
+        assert_eq!(
+            m.xor_address(attr::XOR_MAPPED_ADDRESS),
+            Some(s.local_addr().unwrap())
+        );
+
+        let relay = c.allocate().unwrap();
+        assert_eq!(relay.ip(), IpAddr::from([127, 0, 0, 1]));
+        assert!((51000..=51009).contains(&relay.port()), "{relay}");
+        server.wait_health(|h| h["turn_allocations"] == 1).await;
+        // Refresh with lifetime 0 deletes it.
+        let reply = c.request(method::REFRESH, |w| {
+            w.u32(attr::LIFETIME, 0);
+        });
+        assert_eq!(Message::parse(&reply).unwrap().class, Class::Success);
+        server.wait_health(|h| h["turn_allocations"] == 0).await;
+    });
+}
+
+#[test]
+fn two_stations_relay_to_each_other_over_udp_and_tcp() {
+    let server = relay_server("51010-51019", &[]);
+    run(async {
+        let (_door_ws, reg) = server.register("door").await;
+        let (port, user, pass) = turn_entry(&reg);
+        let (_kitchen_ws, reg) = server.register("kitchen").await;
+        let (_, kuser, kpass) = turn_entry(&reg);
+        let mut door = TurnClient::udp(port, &user, &pass);
+        let mut kitchen = TurnClient::tcp(port, &kuser, &kpass);
+        let door_relay = door.allocate().unwrap();
+        let kitchen_relay = kitchen.allocate().unwrap();
+        server.wait_health(|h| h["turn_allocations"] == 2).await;
+
+        // Nothing passes before a permission.
+        door.send_indication(kitchen_relay, b"too early");
+        assert!(kitchen.silent(Duration::from_millis(300)));
+
+        assert_eq!(door.permit(kitchen_relay), None);
+        assert_eq!(kitchen.permit(door_relay), None);
+        // UDP client -> Send indication -> TCP client's Data indication.
+        door.send_indication(kitchen_relay, b"hello kitchen");
+        assert_eq!(
+            kitchen.relayed(),
+            (Some(door_relay), None, b"hello kitchen".to_vec())
+        );
+        // Channels both ways; odd lengths exercise the padding over TCP.
+        assert_eq!(kitchen.bind_channel(0x4000, door_relay), None);
+        kitchen.send_channel(0x4000, b"hi door!!");
+        assert_eq!(
+            door.relayed(),
+            (Some(kitchen_relay), None, b"hi door!!".to_vec())
+        );
+        assert_eq!(door.bind_channel(0x4abc, kitchen_relay), None);
+        for len in [1usize, 2, 3, 4, 1200] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            door.send_channel(0x4abc, &data);
+            assert_eq!(kitchen.relayed(), (None, Some(0x4000), data.clone()));
+            kitchen.send_channel(0x4000, &data);
+            assert_eq!(door.relayed(), (None, Some(0x4abc), data));
+        }
+    });
+}
+
+#[test]
+fn not_an_open_relay() {
+    let server = relay_server("51020-51029", &[]);
+    run(async {
+        let (_door_ws, reg) = server.register("door").await;
+        let (port, user, pass) = turn_entry(&reg);
+        // A wrong password gets no allocation.
+        let mut bad = TurnClient::udp(port, &user, "d3JvbmcgcGFzc3dvcmQgZ3Vlc3M=");
+        assert_eq!(bad.allocate(), Err(401));
+        // Nor does a made-up station.
+        let mut bad = TurnClient::udp(port, "4102444800:ghost", &pass);
+        assert_eq!(bad.allocate(), Err(401));
+        assert_eq!(server.health().await["turn_allocations"], 0);
+
+        let mut door = TurnClient::udp(port, &user, &pass);
+        let relay = door.allocate().unwrap();
+        // Towards an address that no station registered from: 403, for permissions
+        // and channels alike. 127.0.0.1 itself is a station (this test's WebSocket).
+        for ip in ["10.0.0.1", "192.168.1.1", "127.0.0.2"] {
+            let peer = SocketAddr::new(ip.parse().unwrap(), 80);
+            assert_eq!(door.permit(peer), Some(403), "{ip}");
+            assert_eq!(door.bind_channel(0x4001, peer), Some(403), "{ip}");
+        }
+        assert_eq!(door.permit(SocketAddr::from(([127, 0, 0, 1], 9))), None);
+        assert_eq!(door.permit(relay), None);
+        // Another Allocate on the same 5-tuple: 437.
+        door.next_tid += 10;
+        assert_eq!(door.allocate(), Err(437));
+    });
+}
+
+#[test]
+fn a_tcp_allocation_ends_with_its_connection_and_credentials_outlive_a_disconnect() {
+    let server = relay_server("51030-51039", &[]);
+    run(async {
+        let (door_ws, reg) = server.register("door").await;
+        let (port, user, pass) = turn_entry(&reg);
+        let mut door = TurnClient::tcp(port, &user, &pass);
+        door.allocate().unwrap();
+        server.wait_health(|h| h["turn_allocations"] == 1).await;
+        drop(door);
+        server.wait_health(|h| h["turn_allocations"] == 0).await;
+        // The station's WebSocket closes: its credentials still work for a while (a
+        // page reload), though its address is no longer a permitted peer.
+        door_ws.close().await;
+        server.wait_health(|h| h["peers"] == 0).await;
+        let mut door = TurnClient::udp(port, &user, &pass);
+        let relay = door.allocate().unwrap();
+        assert_eq!(
+            door.permit(SocketAddr::from(([127, 0, 0, 1], 9))),
+            Some(403)
+        );
+        assert_eq!(door.permit(relay), None);
+    });
+}
+
+#[test]
+fn turn_off_offers_only_the_configured_servers() {
+    let ice = r#"[{"urls":"stun:stun.example.org"}]"#;
+    let server = Launch::new().args(["--ice-servers", ice]).spawn();
+    run(async {
+        let (_c, reg) = server.register("door").await;
+        assert_eq!(
+            reg["iceServers"],
+            json!([{"urls": "stun:stun.example.org"}])
+        );
+        assert_eq!(server.health().await["turn_allocations"], 0);
+    });
+}
+
+// ------------------------------------------------------------- coturn's test client
+
+/// A child process killed when dropped.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run `turnutils_uclient` with `args` to completion (bounded); its exit status and output.
+fn uclient(args: &[&str]) -> (bool, String) {
+    let mut child = Command::new("turnutils_uclient")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("turnutils_uclient (Debian package coturn; tests/all installs it)");
+    let until = Instant::now() + patience() * 6;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            return (status.success(), out);
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let mut out = String::new();
+            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+            let _ = child.stderr.take().unwrap().read_to_string(&mut out);
+            panic!("turnutils_uclient did not finish:\n{out}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The figure after `label` in uclient's summary, e.g. "Total lost packets 0 (0.000000%)".
+fn figure(out: &str, label: &str) -> Option<u64> {
+    let at = out.rfind(label)? + label.len();
+    out[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
+    let server = relay_server("51040-51059", &[]);
+    let peer_port = free_udp_port().to_string();
+    let _peer = Kill(
+        Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &peer_port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer (Debian package coturn; tests/all installs it)"),
+    );
+    run(async {
+        // Credentials as a tablet gets them; the WebSocket stays open, so 127.0.0.1
+        // (where turnutils_peer listens) is a registered station's address.
+        let (_door, reg) = server.register("door").await;
+        let (port, user, pass) = turn_entry(&reg);
+        let port = port.to_string();
+        for tcp in [false, true] {
+            let mut args = vec![
+                "-u",
+                &user,
+                "-w",
+                &pass,
+                "-p",
+                &port,
+                "-e",
+                "127.0.0.1",
+                "-r",
+                &peer_port,
+                "-n",
+                "50",
+                "-l",
+                "400",
+                "-z",
+                "5",
+                "-c",
+                "-v",
+            ];
+            if tcp {
+                args.push("-t");
+            }
+            args.push("127.0.0.1");
+            let (ok, out) = uclient(&args);
+            let what = if tcp { "TCP" } else { "UDP" };
+            assert!(ok, "uclient over {what} failed:\n{out}");
+            let sent = figure(&out, "tot_send_msgs=").unwrap_or(0);
+            let recv = figure(&out, "tot_recv_msgs=").unwrap_or(0);
+            assert_eq!(
+                (sent, recv),
+                (50, 50),
+                "over {what}, all messages back:\n{out}"
+            );
+            assert_eq!(
+                figure(&out, "Total lost packets"),
+                Some(0),
+                "{what}:\n{out}"
+            );
+        }
+        // A wrong password: no allocation, nothing relayed. (The UDP run's allocation
+        // stays until its lifetime ends; the TCP run's went with its connection.)
+        let before = server.health().await["turn_allocations"].clone();
+        let (ok, out) = uclient(&[
+            "-u",
+            &user,
+            "-w",
+            "wrong",
+            "-p",
+            &port,
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer_port,
+            "-n",
+            "5",
+            "-c",
+            "127.0.0.1",
+        ]);
+        assert!(
+            !ok || figure(&out, "tot_recv_msgs=").unwrap_or(0) == 0,
+            "wrong password relayed:\n{out}"
+        );
+        assert_eq!(server.health().await["turn_allocations"], before);
+        // A peer address with no station behind it: the permission is refused (403).
+        let (ok, out) = uclient(&[
+            "-u",
+            &user,
+            "-w",
+            &pass,
+            "-p",
+            &port,
+            "-e",
+            "10.9.8.7",
+            "-r",
+            &peer_port,
+            "-n",
+            "5",
+            "-c",
+            "127.0.0.1",
+        ]);
+        assert!(!ok, "a permission towards 10.9.8.7 was granted:\n{out}");
+        assert!(out.contains("403"), "no 403 in:\n{out}");
+    });
+}
