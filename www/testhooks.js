@@ -8,7 +8,7 @@ import * as sound from './sound.js';
 const $ = (id) => document.getElementById(id);
 
 function candidateView(c) {
-  return c ? { address: c.address || c.ip || '', port: c.port, type: c.candidateType, protocol: c.protocol } : null;
+  return c ? { address: c.address || c.ip || '', port: c.port, type: c.candidateType, protocol: c.protocol, relayProtocol: c.relayProtocol || null } : null;
 }
 
 /** Mean colour of a video's picture, to tell whose camera it shows. */
@@ -37,6 +37,9 @@ async function stats(pc) {
     if (r.type === 'outbound-rtp') out.outbound[r.kind] = (out.outbound[r.kind] || 0) + (r.bytesSent || 0);
     if (r.type === 'outbound-rtp' && r.kind === 'video' && r.codecId) out.videoCodecId = r.codecId;
     if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+    if (r.type === 'local-candidate' || r.type === 'remote-candidate') {
+      (out[r.type === 'local-candidate' ? 'localCandidates' : 'remoteCandidates'] ||= []).push(candidateView(r));
+    }
   });
   if (!pairId) report.forEach((r) => {
     if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pairId = r.id;

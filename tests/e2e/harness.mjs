@@ -20,9 +20,13 @@ export function tempDir(prefix) {
   return mkdtempSync(join(tmpdir(), `intercom-e2e-${prefix}-`));
 }
 
-/** Runs intercomd until stop(); resolves once it logged "listening on ip:port". */
-export async function startServer({ stateDir, port = 0, args = [] }) {
-  const child = spawn(BINARY, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--log-level', 'info', '--turn', 'off', ...args], {
+/** Runs intercomd until stop(); resolves once it logged "listening on ip:port".
+ *  `prefix` runs it through a command (e.g. `ip netns exec NS`), `host` is the
+ *  address it listens on and the page's origin. */
+export async function startServer({ stateDir, port = 0, args = [], prefix = [], host = '127.0.0.1' }) {
+  const argv = ['--listen', `${host}:${port}`, '--state-dir', stateDir, '--log-level', 'info', '--turn', 'off', ...args];
+  const [cmd, ...pre] = [...prefix, BINARY];
+  const child = spawn(cmd, [...pre, ...argv], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
@@ -47,7 +51,7 @@ export async function startServer({ stateDir, port = 0, args = [] }) {
   const exited = new Promise((r) => child.on('exit', r));
   return {
     port: actualPort,
-    origin: `https://localhost:${actualPort}`,
+    origin: host === '127.0.0.1' ? `https://localhost:${actualPort}` : `https://${host}:${actualPort}`,
     log: () => log,
     /** SIGKILL: a crash or a power cut, nothing said goodbye. */
     async kill() {
@@ -149,12 +153,18 @@ export const CHROMIUM_FLAGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
-/** One tablet: its own Chromium process, fresh profile, own fake camera. */
-export async function launchTablet({ label, caFile, camera, viewport }) {
+/** One tablet: its own Chromium process, fresh profile, own fake camera.
+ *  `netns` runs that Chromium inside the named network namespace. */
+export async function launchTablet({ label, caFile, camera, viewport, netns }) {
   const userDataDir = tempDir(`profile-${label}`);
   const home = trustingHome(caFile);
+  let executablePath = CHROMIUM;
+  if (netns) {
+    executablePath = join(userDataDir, 'chromium-in-netns');
+    writeFileSync(executablePath, `#!/bin/sh\nexec ip netns exec ${netns} ${CHROMIUM} "$@"\n`, { mode: 0o755 });
+  }
   const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     args: [...CHROMIUM_FLAGS, `--use-file-for-fake-video-capture=${camera}`],
     env: { ...process.env, HOME: home },
