@@ -220,6 +220,10 @@ pub struct Table {
     secret: [u8; 32],
     /// Bytes per second per allocation and direction (`--turn-kbps`).
     rate: u64,
+    /// The distinct addresses relay sockets are on (this host's), so the per-packet
+    /// check of a peer on this host costs a compare or two; `None` when there are more
+    /// than fit, and then the table is scanned.
+    relay_ips: Option<heapless::Vec<IpAddr, 4>>,
 }
 
 /// The username and password a station is given at `unix` (TURN REST form).
@@ -261,6 +265,7 @@ impl Table {
             limit: limit.min(CAPACITY),
             secret,
             rate: kbps as u64 * 1000 / 8,
+            relay_ips: Some(heapless::Vec::new()),
         }
     }
 
@@ -324,7 +329,23 @@ impl Table {
     /// relay addresses themselves (unless a station registered from this host).
     fn host_port_allowed(&self, peer: SocketAddr, stations: &Stations) -> bool {
         let ip = canonical(peer.ip());
-        !self.allocs.iter().any(|a| a.relay.ip() == ip) || self.allowed_peer(peer, stations)
+        let on_this_host = match &self.relay_ips {
+            Some(ips) => ips.contains(&ip),
+            None => self.allocs.iter().any(|a| a.relay.ip() == ip),
+        };
+        !on_this_host || self.allowed_peer(peer, stations)
+    }
+
+    /// Recount the relay addresses after allocations came or went.
+    fn recount_relay_ips(&mut self) {
+        let mut ips = heapless::Vec::new();
+        for a in &self.allocs {
+            if !ips.contains(&a.relay.ip()) && ips.push(a.relay.ip()).is_err() {
+                self.relay_ips = None;
+                return;
+            }
+        }
+        self.relay_ips = Some(ips);
     }
 
     /// One STUN request (or indication other than Send, which is ignored) from `client`.
@@ -520,6 +541,7 @@ impl Table {
         if self.allocs.push(alloc).is_err() {
             return Err(Refusal::Capacity);
         }
+        self.recount_relay_ips();
         let mut w = self.success(m);
         w.xor_address(attr::XOR_RELAYED_ADDRESS, relay)
             .u32(attr::LIFETIME, lifetime)
@@ -553,6 +575,7 @@ impl Table {
         };
         if lifetime == 0 {
             *freed = Some(self.allocs.swap_remove(i).relay);
+            self.recount_relay_ips();
         } else {
             self.allocs[i].until = ctx.now + Duration::from_secs(lifetime as u64);
         }
@@ -669,16 +692,25 @@ impl Table {
         now: Instant,
         stations: &Stations,
     ) -> Option<SocketAddr> {
-        let rate = self.rate;
         let i = self.find(client)?;
-        if !self.host_port_allowed(peer, stations) {
+        self.send_via(i, peer, len, now, stations)
+    }
+
+    /// Allocation `i` sends `len` bytes to `peer`, if its permission and rate allow.
+    fn send_via(
+        &mut self,
+        i: usize,
+        peer: SocketAddr,
+        len: usize,
+        now: Instant,
+        stations: &Stations,
+    ) -> Option<SocketAddr> {
+        let rate = self.rate;
+        if !self.allocs[i].permits(peer.ip(), now) || !self.host_port_allowed(peer, stations) {
             return None;
         }
         let a = &mut self.allocs[i];
-        if !a.permits(peer.ip(), now) || !a.to_peer.take(len, rate, now) {
-            return None;
-        }
-        Some(a.relay)
+        a.to_peer.take(len, rate, now).then_some(a.relay)
     }
 
     /// ChannelData from `client`: the relay address and the peer, or `None` to drop it.
@@ -696,7 +728,7 @@ impl Table {
             .iter()
             .find(|c| c.number == channel && c.until > now)?
             .peer;
-        self.to_peer(client, peer, len, now, stations)
+        self.send_via(i, peer, len, now, stations)
             .map(|r| (r, peer))
     }
 
@@ -752,6 +784,9 @@ impl Table {
             } else {
                 i += 1;
             }
+        }
+        if !freed.is_empty() {
+            self.recount_relay_ips();
         }
         freed
     }

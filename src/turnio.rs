@@ -23,6 +23,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The UDP listener's receive buffer: every client's packets arrive on this one socket,
+/// and this one thread may be off the CPU for a while on a busy board; the kernel's
+/// default (208 KiB, about 200 small datagrams) overflowed under the benchmark's load.
+/// Capped by `net.core.rmem_max`.
+const LISTENER_RCVBUF: usize = 1 << 20;
+
 /// TCP clients beyond one per allocation.
 const EXTRA_TCP: usize = 16;
 /// A TCP client that sends nothing for this long is closed (its allocations would have
@@ -30,6 +36,10 @@ const EXTRA_TCP: usize = 16;
 const TCP_IDLE: Duration = Duration::from_secs(crate::turn::MAX_LIFETIME as u64 + 60);
 /// Room in front of a relayed datagram for a Data indication's header and attributes.
 const HEADROOM: usize = 48;
+/// Datagrams a socket's task handles in a row before it lets the others run: a ready
+/// socket never waits, so without this one busy socket would starve the rest (and
+/// their kernel buffers overflow).
+const READY_BEFORE_YIELD: u32 = 16;
 
 /// The bound listeners, before the executor runs.
 pub struct Listeners {
@@ -46,6 +56,9 @@ pub async fn bind(addr: SocketAddr) -> Result<Listeners, String> {
             .await
             .map_err(|e| format!("cannot listen on {addr}/udp: {e}"))?;
         let bound = udp.local_addr().map_err(|e| e.to_string())?;
+        if let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(&udp, LISTENER_RCVBUF) {
+            log::debug!("TURN: SO_RCVBUF: {e}");
+        }
         match TcpListener::bind(bound).await {
             Ok(tcp) => {
                 return Ok(Listeners {
@@ -309,7 +322,13 @@ impl Relay {
 
     async fn udp_loop(self: &Rc<Self>) {
         let mut buf = vec![0u8; stun::MAX_MESSAGE + 1];
+        let mut in_a_row = 0;
         loop {
+            in_a_row += 1;
+            if in_a_row > READY_BEFORE_YIELD {
+                in_a_row = 0;
+                futures_lite::future::yield_now().await;
+            }
             let (n, from) = match self.udp.recv_from(&mut buf).await {
                 Ok(x) => x,
                 Err(e) => {
@@ -333,7 +352,13 @@ impl Relay {
     /// Datagrams arriving at one relay socket, to its allocation's client.
     async fn from_peers(self: Rc<Self>, sock: UdpSocket, addr: SocketAddr) {
         let mut buf = vec![0u8; HEADROOM + stun::MAX_DATA + 4];
+        let mut in_a_row = 0;
         loop {
+            in_a_row += 1;
+            if in_a_row > READY_BEFORE_YIELD {
+                in_a_row = 0;
+                futures_lite::future::yield_now().await;
+            }
             let (n, peer) = match sock
                 .recv_from(&mut buf[HEADROOM..HEADROOM + stun::MAX_DATA + 1])
                 .await

@@ -1,0 +1,306 @@
+//! TURN relay benchmark, intercomd against coturn in one run, driven by the same load
+//! generator: coturn's `turnutils_uclient` (UDP, ChannelData), echoed by
+//! `turnutils_peer` on 127.0.0.1. Four stations' worth of clients (`-m 8` each, the
+//! per-station limit) send `-n` messages of 200 bytes every 2 ms per allocation; every
+//! message crosses the relay twice (to the peer and back). Prints, for each server:
+//! relayed packets per second, server CPU µs per relayed packet (`utime + stime` of the
+//! whole process from `/proc/<pid>/stat`, every thread), RSS at the end and its peak
+//! (`VmHWM`), threads, lost packets, and one JSON line. Nothing is asserted.
+//!
+//!   cargo bench --bench turn                 3,000 messages per allocation
+//!   cargo bench --bench turn -- --quick      500 (CI)
+//!
+//! Where `taskset` exists each server runs alone on CPU 0 and the load on CPU 1.
+//! coturn runs with the same authentication (TURN REST secret, realm `intercom`), the
+//! same kind of relay port range, loopback peers allowed, no TLS/DTLS, no CLI, its
+//! default number of relay threads; `turnserver` and the `turnutils_*` tools come from
+//! Debian's `coturn` package.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use serde_json::Value;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Launch, patience};
+
+const STATIONS: usize = 8;
+const PER_STATION: &str = "4";
+const LENGTH: &str = "200";
+const INTERVAL_MS: &str = "2";
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn proc_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+fn status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn figure(out: &str, label: &str) -> u64 {
+    out.rfind(label)
+        .and_then(|at| {
+            out[at + label.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct Run {
+    relayed: u64,
+    lost: u64,
+    wall: Duration,
+    cpu_s: f64,
+    rss_kb: u64,
+    hwm_kb: u64,
+    threads: u64,
+}
+
+/// Run one uclient per credential against `port` at once; the server is `pid`.
+fn load(pid: u32, port: u16, peer_port: u16, creds: &[(String, String)], messages: &str) -> Run {
+    let ticks = support::clock_ticks_per_s();
+    let (port, peer_port) = (port.to_string(), peer_port.to_string());
+    let cpu0 = proc_ticks(pid);
+    let start = Instant::now();
+    let children: Vec<Child> = creds
+        .iter()
+        .map(|(user, pass)| {
+            Command::new("turnutils_uclient")
+                .args([
+                    "-u",
+                    user,
+                    "-w",
+                    pass,
+                    "-p",
+                    &port,
+                    "-e",
+                    "127.0.0.1",
+                    "-r",
+                    &peer_port,
+                ])
+                .args([
+                    "-m",
+                    PER_STATION,
+                    "-n",
+                    messages,
+                    "-l",
+                    LENGTH,
+                    "-z",
+                    INTERVAL_MS,
+                ])
+                .args(["-c", "127.0.0.1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("turnutils_uclient (Debian package coturn)")
+        })
+        .collect();
+    let (mut relayed, mut lost) = (0, 0);
+    let until = Instant::now() + patience() * 24;
+    for mut c in children {
+        while c.try_wait().unwrap().is_none() {
+            if Instant::now() > until {
+                let _ = c.kill();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = String::new();
+        let _ = c.stdout.take().unwrap().read_to_string(&mut out);
+        if std::env::var_os("TURN_BENCH_DEBUG").is_some() {
+            eprintln!("{out}");
+        }
+        relayed += figure(&out, "tot_send_msgs=") + figure(&out, "tot_recv_msgs=");
+        lost += figure(&out, "Total lost packets");
+    }
+    let wall = start.elapsed();
+    Run {
+        relayed,
+        lost,
+        wall,
+        cpu_s: (proc_ticks(pid) - cpu0) as f64 / ticks,
+        rss_kb: status(pid, "VmRSS"),
+        hwm_kb: status(pid, "VmHWM"),
+        threads: status(pid, "Threads"),
+    }
+}
+
+fn print(name: &str, r: &Run) -> Value {
+    let pps = r.relayed as f64 / r.wall.as_secs_f64();
+    let us = r.cpu_s * 1e6 / r.relayed.max(1) as f64;
+    println!(
+        "{name:<10} {:>9} {:>9.0} {:>10.2} {:>9.1} {:>9.1} {:>7} {:>7}",
+        r.relayed,
+        pps,
+        us,
+        r.rss_kb as f64 / 1024.0,
+        r.hwm_kb as f64 / 1024.0,
+        r.threads,
+        r.lost
+    );
+    serde_json::json!({"server": name, "relayed": r.relayed, "pps": pps.round(),
+        "cpu_us_per_packet": (us * 100.0).round() / 100.0, "rss_kib": r.rss_kb,
+        "peak_rss_kib": r.hwm_kb, "threads": r.threads, "lost": r.lost})
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    // Each server alone on CPU 0 (every coturn thread too), the load generators and the
+    // peer (children of this process) on CPU 1: otherwise the scheduler's share per
+    // thread, not the relay, decides who keeps up.
+    let pinned = support::pin_self();
+    let messages = if quick { "500" } else { "3000" };
+    let peer_port = free_port();
+    let _peer = Kill(
+        Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer (Debian package coturn)"),
+    );
+
+    // intercomd: stations register as tablets do; their WebSockets stay open.
+    let server = Launch::new()
+        .log_level(None)
+        .pinned(pinned.then_some(0))
+        .args([
+            "--turn",
+            "on",
+            "--turn-listen",
+            "127.0.0.1:0",
+            "--turn-ports",
+            "52100-52199",
+        ])
+        .spawn();
+    let (ours, clients) = smol::block_on(async {
+        let mut creds = Vec::new();
+        let mut clients = Vec::new();
+        let mut port = 0;
+        for i in 0..STATIONS {
+            let (c, reg) = server.register(&format!("bench{i}")).await;
+            let e = &reg["iceServers"][0];
+            let url = e["urls"][0].as_str().unwrap();
+            port = url
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            creds.push((
+                e["username"].as_str().unwrap().to_string(),
+                e["credential"].as_str().unwrap().to_string(),
+            ));
+            clients.push(c);
+        }
+        eprintln!("turn: intercomd on 127.0.0.1:{port}, turnutils_peer on {peer_port}");
+        let run = load(server.pid(), port, peer_port, &creds, messages);
+        (run, clients)
+    });
+    drop(clients);
+
+    // coturn, the same secret form and realm.
+    let secret = "benchsecret";
+    let coturn_port = free_port();
+    let db = tempfile::tempdir().unwrap();
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", "turnserver"]);
+        c
+    } else {
+        Command::new("turnserver")
+    };
+    let coturn = Kill(
+        cmd.args([
+            "-n",
+            "--listening-ip",
+            "127.0.0.1",
+            "--relay-ip",
+            "127.0.0.1",
+        ])
+        .args(["--listening-port", &coturn_port.to_string()])
+        .args(["--min-port", "52200", "--max-port", "52299"])
+        .args([
+            "--use-auth-secret",
+            "--static-auth-secret",
+            secret,
+            "--realm",
+            "intercom",
+        ])
+        .args([
+            "--no-tls",
+            "--no-dtls",
+            "--no-cli",
+            "--allow-loopback-peers",
+        ])
+        .args(["--no-stdout-log", "--log-file", "/dev/null"])
+        .arg("--userdb")
+        .arg(db.path().join("turndb"))
+        .arg("--pidfile")
+        .arg(db.path().join("pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("turnserver (Debian package coturn)"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let creds: Vec<_> = (0..STATIONS)
+        .map(|i| intercomd::turn::credentials(secret.as_bytes(), &format!("bench{i}"), unix))
+        .collect();
+    let theirs = load(coturn.0.id(), coturn_port, peer_port, &creds, messages);
+
+    println!(
+        "turn: {STATIONS} × {PER_STATION} allocations, {messages} messages of {LENGTH} B every \
+         {INTERVAL_MS} ms each, echoed by turnutils_peer"
+    );
+    println!(
+        "{:<10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",
+        "server", "relayed", "pkt/s", "CPU µs/pkt", "RSS MiB", "peak MiB", "threads", "lost"
+    );
+    let a = print("intercomd", &ours);
+    let b = print("coturn", &theirs);
+    println!(
+        "{}",
+        serde_json::json!({"bench": "turn", "messages": messages, "results": [a, b]})
+    );
+}
