@@ -4,7 +4,8 @@
 //! `turn::Table`'s; this module only moves datagrams.
 //!
 //! Bounded: the table holds at most 2 × `--max-peers` allocations, so as many relay
-//! sockets; TCP clients are at most that many plus 16 (more are closed at once); a relayed
+//! sockets; TCP clients are at most that many plus 16, and 16 from one address (more are
+//! closed at once); a relayed
 //! datagram waits in at most one buffer on its way: while it waits, its relay socket is
 //! not read (the kernel's receive buffer holds or drops what comes), so a TCP client that
 //! does not read stalls only its own allocation.
@@ -31,6 +32,9 @@ const LISTENER_RCVBUF: usize = 1 << 20;
 
 /// TCP clients beyond one per allocation.
 const EXTRA_TCP: usize = 16;
+/// TCP clients from one address (a Chromium caller holds at most 4 allocations over TCP),
+/// so one device cannot hold every TCP slot.
+const TCP_PER_IP: usize = 16;
 /// A TCP client that sends nothing for this long is closed (its allocations would have
 /// expired by then anyway).
 const TCP_IDLE: Duration = Duration::from_secs(crate::turn::MAX_LIFETIME as u64 + 60);
@@ -101,7 +105,7 @@ struct Relay {
     ports: (u16, u16),
     next_port: Cell<u16>,
     sockets: RefCell<Vec<RelaySocket>>,
-    tcp: RefCell<Vec<(ConnId, Sender<Vec<u8>>)>>,
+    tcp: RefCell<Vec<(ConnId, IpAddr, Sender<Vec<u8>>)>>,
     next_conn: Cell<ConnId>,
 }
 
@@ -406,8 +410,8 @@ impl Relay {
                         .tcp
                         .borrow()
                         .iter()
-                        .find(|(c, _)| *c == conn)
-                        .map(|(_, tx)| tx.clone());
+                        .find(|(c, _, _)| *c == conn)
+                        .map(|(_, _, tx)| tx.clone());
                     // One datagram waits here at most; while it does, this relay socket
                     // reads nothing more (the kernel's socket buffer, then drops, take
                     // over), and a client that does not read stalls only its own relay.
@@ -430,20 +434,25 @@ impl Relay {
                 }
             };
             let cap = self.limit + EXTRA_TCP;
-            if self.tcp.borrow().len() >= cap {
-                log::debug!("TURN: {from} refused, {cap} TCP clients already");
+            let ip = canonical(from.ip());
+            let (all, same) = {
+                let tcp = self.tcp.borrow();
+                (tcp.len(), tcp.iter().filter(|(_, i, _)| *i == ip).count())
+            };
+            if all >= cap || same >= TCP_PER_IP {
+                log::debug!("TURN: {from} refused: {all} TCP clients, {same} from its address");
                 continue;
             }
             let _ = stream.set_nodelay(true);
             let conn = self.next_conn.get() + 1;
             self.next_conn.set(conn);
             let (tx, rx) = channel::bounded(1);
-            self.tcp.borrow_mut().push((conn, tx));
+            self.tcp.borrow_mut().push((conn, ip, tx));
             let relay = self.clone();
             self.ex
                 .spawn(async move {
                     relay.tcp_client(stream, from, conn, rx).await;
-                    relay.tcp.borrow_mut().retain(|(c, _)| *c != conn);
+                    relay.tcp.borrow_mut().retain(|(c, _, _)| *c != conn);
                     let freed = relay.table.borrow_mut().closed(conn);
                     relay.free(&freed);
                 })

@@ -563,3 +563,53 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
         assert!(out.contains("403"), "no 403 in:\n{out}");
     });
 }
+
+#[test]
+fn one_address_holds_at_most_16_tcp_clients() {
+    let server = relay_server("51060-51069", &[]);
+    run(async {
+        let (_door, reg) = server.register("door").await;
+        let (port, user, pass) = turn_entry(&reg);
+        let binding = |c: &mut TurnClient| {
+            let mut w = Writer::new(method::BINDING, Class::Request, [3; 12]);
+            w.fingerprint();
+            c.send_raw(w.finish().unwrap());
+            c.recv_raw(patience())
+        };
+        let mut held: Vec<TurnClient> = (0..16)
+            .map(|_| TurnClient::tcp(port, &user, &pass))
+            .collect();
+        for c in &mut held {
+            assert!(
+                binding(c).is_some(),
+                "a TCP client within the cap is answered"
+            );
+        }
+        let mut over = TurnClient::tcp(port, &user, &pass);
+        let Wire::Tcp(s) = &mut over.wire else {
+            unreachable!()
+        };
+        let _ = s.write_all(&[0; 20]);
+        let mut b = [0u8; 1];
+        assert!(
+            matches!(s.read(&mut b), Ok(0) | Err(_)),
+            "the 17th connection from one address is closed"
+        );
+        // Closing one makes room again.
+        drop(held.pop());
+        let until = Instant::now() + patience();
+        loop {
+            let mut c = TurnClient::tcp(port, &user, &pass);
+            let mut w = Writer::new(method::BINDING, Class::Request, [4; 12]);
+            w.fingerprint();
+            let Wire::Tcp(s) = &mut c.wire else {
+                unreachable!()
+            };
+            if s.write_all(w.finish().unwrap()).is_ok() && c.recv_raw(patience()).is_some() {
+                break;
+            }
+            assert!(Instant::now() < until, "no room after a client left");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+}
