@@ -72,11 +72,17 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
             ),
             None => None,
         };
-        if let Some(addr) = turn_listen {
-            let turn = intercomd::turnio::bind(addr).await?;
-            let (hub, secret) = (hub.clone(), intercomd::turnio::secret());
-            ex.spawn(intercomd::turnio::run(ex, hub, turn, secret))
-                .detach();
+        // The relay is a fallback: without its port, calls that connect directly still do.
+        match turn_listen {
+            Some(addr) => match intercomd::turnio::bind(addr).await {
+                Ok(turn) => {
+                    let (hub, secret) = (hub.clone(), intercomd::turnio::secret());
+                    ex.spawn(intercomd::turnio::run(ex, hub, turn, secret))
+                        .detach();
+                }
+                Err(e) => log::error!("{e}: running without the TURN relay"),
+            },
+            None => log::info!("TURN relay off"),
         }
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         log::info!(

@@ -500,13 +500,6 @@ struct Session<'a> {
     next_ping: Instant,
 }
 
-/// Seconds since the Unix epoch (TURN credentials carry a wall-clock expiry).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Run one WebSocket connection to completion. `read_ahead` holds bytes read past the request
 /// head, if any; `slot` (which knows the source address) learns whether the connection
 /// is registered, and may evict it while it is not.
@@ -714,13 +707,9 @@ impl<'a> Session<'a> {
             _ => return Ok(()), // ping/pong: liveness only (the library answers pings)
         };
         // TURN: a `register` is offered the relay with this station's credentials.
+        let local = self.slot.local();
         let offer = (!self.registered)
-            .then(|| {
-                text.and_then(|t| {
-                    hub.stations
-                        .offer(&cfg.ice_servers, self.slot.local(), t, unix_now())
-                })
-            })
+            .then(|| text.and_then(|t| hub.stations.offer(&cfg.ice_servers, local, t)))
             .flatten();
         let ctx = Ctx {
             access_key: cfg.access_key.as_deref(),

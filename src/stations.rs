@@ -125,7 +125,6 @@ impl Stations {
         base: &serde_json::value::RawValue,
         local: Option<IpAddr>,
         text: &str,
-        unix: u64,
     ) -> Option<Box<serde_json::value::RawValue>> {
         let relay = self.relay.get()?;
         let Ok((_, crate::protocol::ClientMsg::Register { name, .. })) =
@@ -134,12 +133,20 @@ impl Stations {
             return None;
         };
         let ip = match relay.listen.ip() {
-            ip if ip.is_unspecified() => canonical(local?),
+            // A wildcard IPv4 listener cannot be reached at an IPv6 address: no offer
+            // rather than one that cannot work.
+            ip if ip.is_unspecified() => match canonical(local?) {
+                local if local.is_ipv6() && ip.is_ipv4() => return None,
+                local => local,
+            },
             ip => ip,
         };
         let host = SocketAddr::new(ip, relay.listen.port());
         let udp = format!("turn:{host}?transport=udp");
         let tcp = format!("turn:{host}?transport=tcp");
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let (user, pass) = crate::turn::credentials(&relay.secret, &name, unix);
         crate::protocol::with_turn(base, &[&udp, &tcp], &user, &pass)
     }

@@ -88,6 +88,9 @@ pub fn secret() -> [u8; 32] {
     s
 }
 
+/// An open TCP client: its id, address, and the one-datagram way to it.
+type TcpClient = (ConnId, IpAddr, Sender<Vec<u8>>);
+
 struct RelaySocket {
     addr: SocketAddr,
     sock: UdpSocket,
@@ -105,7 +108,7 @@ struct Relay {
     ports: (u16, u16),
     next_port: Cell<u16>,
     sockets: RefCell<Vec<RelaySocket>>,
-    tcp: RefCell<Vec<(ConnId, IpAddr, Sender<Vec<u8>>)>>,
+    tcp: RefCell<Vec<TcpClient>>,
     next_conn: Cell<ConnId>,
 }
 
