@@ -287,7 +287,8 @@ impl Relay {
         }
         let local = match (local, m.method) {
             (Some(ip), _) => ip,
-            (None, method::ALLOCATE) => self.local_for(client.addr),
+            // Only a signed Allocate may get a relay address (the first try gets 401).
+            (None, method::ALLOCATE) if m.has_integrity() => self.local_for(client.addr),
             (None, _) => self.listen.ip(),
         };
         let mut bind = |ip: IpAddr, even: bool| self.bind_relay(ip, even);

@@ -319,6 +319,8 @@ fn two_stations_relay_to_each_other_over_udp_and_tcp() {
             kitchen.send_channel(0x4000, &data);
             assert_eq!(door.relayed(), (None, Some(0x4abc), data));
         }
+        // All of it on the one thread (plus smol's idle reactor helper).
+        assert_eq!(server.threads(), vec!["async-io", "intercomd"]);
     });
 }
 
@@ -611,5 +613,25 @@ fn one_address_holds_at_most_16_tcp_clients() {
             assert!(Instant::now() < until, "no room after a client left");
             std::thread::sleep(Duration::from_millis(50));
         }
+    });
+}
+
+#[test]
+fn a_resume_is_offered_the_relay_with_working_credentials() {
+    let server = relay_server("51070-51079", &[]);
+    run(async {
+        let (_old, reg) = server.register("door").await;
+        let token = reg["token"].as_str().unwrap().to_string();
+        let mut resumed = server.client().await;
+        resumed
+            .send(json!({"type": "register", "name": "door", "token": token}))
+            .await;
+        let reg = resumed.recv_type("registered").await;
+        let (port, user, pass) = turn_entry(&reg);
+        assert!(user.ends_with(":door"), "{user}");
+        let mut door = TurnClient::udp(port, &user, &pass);
+        door.allocate().unwrap();
+        // The resumed connection's address is a station's: a permission towards it is fine.
+        assert_eq!(door.permit(SocketAddr::from(([127, 0, 0, 1], 9))), None);
     });
 }
