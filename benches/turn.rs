@@ -4,8 +4,8 @@
 //! per-station limit) send `-n` messages of 200 bytes every 2 ms per allocation; every
 //! message crosses the relay twice (to the peer and back). Prints, for each server:
 //! relayed packets per second, server CPU µs per relayed packet (`utime + stime` of the
-//! whole process from `/proc/<pid>/stat`, every thread), RSS at the end and its peak
-//! (`VmHWM`), threads, lost packets, and one JSON line. Nothing is asserted.
+//! whole process from `/proc/<pid>/stat`, every thread), RSS at rest before the load, at
+//! the end and its peak (`VmHWM`), threads, lost packets, and one JSON line. Nothing is asserted.
 //!
 //!   cargo bench --bench turn                 3,000 messages per allocation
 //!   cargo bench --bench turn -- --quick      500 (CI)
@@ -86,6 +86,8 @@ struct Run {
     wall: Duration,
     cpu_s: f64,
     rss_kb: u64,
+    /// Before the load: the server at rest (intercomd with its stations registered).
+    rest_kb: u64,
     hwm_kb: u64,
     threads: u64,
 }
@@ -94,6 +96,7 @@ struct Run {
 fn load(pid: u32, port: u16, peer_port: u16, creds: &[(String, String)], messages: &str) -> Run {
     let ticks = support::clock_ticks_per_s();
     let (port, peer_port) = (port.to_string(), peer_port.to_string());
+    let rest_kb = status(pid, "VmRSS");
     let cpu0 = proc_ticks(pid);
     let start = Instant::now();
     let children: Vec<Child> = creds
@@ -153,6 +156,7 @@ fn load(pid: u32, port: u16, peer_port: u16, creds: &[(String, String)], message
         wall,
         cpu_s: (proc_ticks(pid) - cpu0) as f64 / ticks,
         rss_kb: status(pid, "VmRSS"),
+        rest_kb,
         hwm_kb: status(pid, "VmHWM"),
         threads: status(pid, "Threads"),
     }
@@ -162,17 +166,19 @@ fn print(name: &str, r: &Run) -> Value {
     let pps = r.relayed as f64 / r.wall.as_secs_f64();
     let us = r.cpu_s * 1e6 / r.relayed.max(1) as f64;
     println!(
-        "{name:<10} {:>9} {:>9.0} {:>10.2} {:>9.1} {:>9.1} {:>7} {:>7}",
+        "{name:<10} {:>9} {:>9.0} {:>10.2} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7}",
         r.relayed,
         pps,
         us,
+        r.rest_kb as f64 / 1024.0,
         r.rss_kb as f64 / 1024.0,
         r.hwm_kb as f64 / 1024.0,
         r.threads,
         r.lost
     );
     serde_json::json!({"server": name, "relayed": r.relayed, "pps": pps.round(),
-        "cpu_us_per_packet": (us * 100.0).round() / 100.0, "rss_kib": r.rss_kb,
+        "cpu_us_per_packet": (us * 100.0).round() / 100.0, "rest_rss_kib": r.rest_kb,
+        "rss_kib": r.rss_kb,
         "peak_rss_kib": r.hwm_kb, "threads": r.threads, "lost": r.lost})
 }
 
@@ -294,8 +300,16 @@ fn main() {
          {INTERVAL_MS} ms each, echoed by turnutils_peer"
     );
     println!(
-        "{:<10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",
-        "server", "relayed", "pkt/s", "CPU µs/pkt", "RSS MiB", "peak MiB", "threads", "lost"
+        "{:<10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7} {:>7}",
+        "server",
+        "relayed",
+        "pkt/s",
+        "CPU µs/pkt",
+        "rest MiB",
+        "RSS MiB",
+        "peak MiB",
+        "threads",
+        "lost"
     );
     let a = print("intercomd", &ours);
     let b = print("coturn", &theirs);
