@@ -824,6 +824,7 @@ mod tests {
         unix: u64,
         next_port: u16,
         ports_left: usize,
+        local: IpAddr,
     }
 
     fn client(port: u16) -> Client {
@@ -849,6 +850,7 @@ mod tests {
                 unix: UNIX,
                 next_port: 49160,
                 ports_left: 1000,
+                local: "192.168.1.2".parse().unwrap(),
             }
         }
 
@@ -867,7 +869,7 @@ mod tests {
                 now: self.now,
                 unix: self.unix,
                 stations: &self.stations,
-                local: "192.168.1.2".parse().unwrap(),
+                local: self.local,
                 bind: &mut bind,
             };
             let a = self.table.request(&mut ctx, from, &m);
@@ -1162,6 +1164,37 @@ mod tests {
         // A station that left is no longer a permitted peer.
         t.stations.offline(2, t.now);
         assert_eq!(permit(&mut t, from, peer(30, 40000)), Some(403));
+    }
+
+    #[test]
+    fn other_ports_of_this_host_stay_closed_on_many_addresses() {
+        // Relay sockets on more addresses than the quick list holds: the check falls
+        // back to scanning the table and still refuses this host's other ports.
+        let mut t = T::new(8);
+        let mut relays = Vec::new();
+        for i in 0..6u8 {
+            t.local = IpAddr::from([192, 168, 1, 200 + i]);
+            relays.push(allocate(&mut t, client(6000 + i as u16), "door").unwrap());
+        }
+        assert!(t.table.relay_ips.is_none());
+        let from = client(6000);
+        let other = relays[5];
+        assert_eq!(permit(&mut t, from, other), None);
+        let ssh = SocketAddr::new(other.ip(), 22);
+        assert_eq!(permit(&mut t, from, ssh), Some(403));
+        assert_eq!(t.table.to_peer(&from, ssh, 10, t.now, &t.stations), None);
+        assert_eq!(
+            t.table.to_peer(&from, other, 10, t.now, &t.stations),
+            Some(relays[0])
+        );
+        // Back under the limit, the quick list again.
+        for c in 6001..6006 {
+            let r = req(&t, client(c), method::REFRESH, "door", None, |w| {
+                w.u32(attr::LIFETIME, 0);
+            });
+            t.send(client(c), &r);
+        }
+        assert_eq!(t.table.relay_ips.as_deref(), Some(&[relays[0].ip()][..]));
     }
 
     #[test]
