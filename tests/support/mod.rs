@@ -666,6 +666,8 @@ pub fn error(id: Option<u32>, code: &str) -> Value {
         "no_call" => "no call with that peer",
         "too_large" => "message too large",
         "rate_limited" => "too many messages",
+        "group_invalid" => "groups: at most 8 distinct names, each a valid name other than \"*\"",
+        "dnd" => "do not disturb",
         other => panic!("no fixed message for {other}"),
     };
     let mut e = json!({"type": "error", "code": code, "message": message});
