@@ -268,11 +268,9 @@ pub fn handle<L: Clone, const N: usize>(
     let mut out = out;
     let mut ev = Event::new(peers);
     let result = act(&mut ev, ctx, &me, &msg, id);
-    out.ring_started = matches!(
-        ev.peers.by_name(&me).map(|p| &p.call),
-        Some(Call::Outgoing { .. } | Call::Ringing { .. } | Call::Paging { .. })
-    ) && matches!(msg, ClientMsg::Call { .. } | ClientMsg::Page { .. })
-        && result.is_ok();
+    out.ring_started = result.is_ok()
+        && matches!(msg, ClientMsg::Call { .. } | ClientMsg::Page { .. })
+        && ev.peers.by_name(&me).is_some_and(|p| p.call.deadline().is_some());
     out.effects = ev.finish();
     match result {
         Ok(Some(text)) => {
