@@ -288,7 +288,8 @@ function renderList() {
   for (const [g, members] of groups) {
     const free = members.filter((n) => S.peers.get(n) === 'online').length;
     const count = t(members.length === 1 ? 'tablets1' : 'tablets', { n: members.length });
-    gl.append(card({ key: 'group', value: g, title: `${g} · ${count}`, status: free ? 'online' : 'busy', sub: t('nAvailable', { n: free }), label: t('callGroup', { name: g }), iconId: free ? 'i-ok' : 'i-busy', onTap: () => startGroupCall(g) }));
+    const sub = `${count} · ${t('nAvailable', { n: free })}`;
+    gl.append(card({ key: 'group', value: g, title: g, status: free ? 'online' : 'busy', sub, label: `${t('callGroup', { name: g })} (${sub})`, iconId: free ? 'i-ok' : 'i-busy', onTap: () => startGroupCall(g) }));
   }
   for (const btn of document.querySelectorAll('#peers .peer, #groups .peer')) if ((btn.dataset.peer || btn.dataset.group) === focusKey) btn.focus();
   const connected = sig.state === 'registered';
@@ -743,6 +744,7 @@ function onIncoming(from, group) {
   avatar($('in-avatar'), from);
   $('in-name').textContent = group ? t('groupFrom', { name: from, group: groupLabel(group) }) : t('incomingFrom', { name: from });
   $('in-video').hidden = true;
+  $('screen-incoming').classList.remove('has-preview');
   render();
   $('in-accept').focus();
   sound.ring();
@@ -761,6 +763,7 @@ function showPreview(call) {
   if (!stream || !stream.getVideoTracks().length) return;
   if (v.srcObject !== stream) v.srcObject = stream;
   v.hidden = false;
+  $('screen-incoming').classList.add('has-preview');
   v.play().catch(() => {});
 }
 
