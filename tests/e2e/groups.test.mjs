@@ -8,8 +8,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, ensureArtifacts, haveBinary, BINARY } from './harness.mjs';
+import { readFileSync, rmSync } from 'node:fs';
+import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, ensureArtifacts, haveBinary, BINARY, ROOT } from './harness.mjs';
 
 const GROUP = 'household';
 const DOOR = 'Door';
@@ -157,6 +157,31 @@ test('the door rings household: both members see its picture before answering an
   await waitPeer(office, DOOR, 'online');
 });
 
+test('declines shrink the ring on the caller\'s screen; the last one ends it, and nobody has a missed call', async () => {
+  await office.page.click(`[data-group="${GROUP}"]`);
+  await waitState(kitchen, 'incoming');
+  await waitState(bedroom, 'incoming');
+  await waitFor(office, 'ringing both', () => window.intercomTest.ringing()?.to.length === 2, undefined, { report });
+  assert.equal(await office.page.textContent('#out-name'), GROUP);
+  await bedroom.page.click('#in-decline');
+  await waitState(bedroom, 'list');
+  await waitFor(office, 'ringing Kitchen only', (k) => {
+    const r = window.intercomTest.ringing();
+    return r && r.to.length === 1 && r.to[0] === k && r.previews.join() === k;
+  }, KITCHEN, { report });
+  assert.equal(await office.page.textContent('#out-hint'), `Ringing ${KITCHEN}`);
+  assert.equal(await office.probe(() => window.intercomTest.state()), 'outgoing');
+  await kitchen.page.click('#in-decline');
+  await waitState(kitchen, 'list');
+  await waitState(office, 'list');
+  const notice = await office.probe(() => window.intercomTest.notice());
+  assert.equal(notice.key, 'groupDeclined');
+  assert.equal(notice.text, `No one in ${GROUP} took the call.`);
+  for (const t of [kitchen, bedroom]) assert.deepEqual(await t.probe(() => window.intercomTest.missed()), [], `${t.label}: a declined call is not missed`);
+  await waitPeer(office, KITCHEN, 'online');
+  await waitPeer(office, BEDROOM, 'online');
+});
+
 test('a page to everyone: each idle tablet hears it at once and sends nothing', async () => {
   await waitPeer(office, BEDROOM, 'online');
   assert.equal(await office.page.inputValue('#announce-target'), '*');
@@ -273,6 +298,18 @@ test('do-not-disturb: shown to the others, a call to it is refused on screen, gr
   }
   await waitPeer(office, KITCHEN, 'online');
   await waitPeer(office, BEDROOM, 'online');
+});
+
+test('every string of the page is in English and Korean', () => {
+  const text = readFileSync(join(ROOT, 'www', 'i18n.js'), 'utf8');
+  const block = (lang) => {
+    const m = new RegExp(`\\n  ${lang}: \\{\\n([\\s\\S]*?)\\n  \\},`).exec(text);
+    assert.ok(m, `no ${lang} table`);
+    return [...m[1].matchAll(/^ {4}(\w+):/gm)].map((x) => x[1]).sort();
+  };
+  const en = block('en');
+  assert.ok(en.includes('announcementFrom') && en.includes('isDnd'), 'the new strings are in the table');
+  assert.deepEqual(block('ko'), en);
 });
 
 test('no page errors on any tablet', () => {
