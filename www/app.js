@@ -1140,7 +1140,13 @@ function startPage() {
       if (track) track.stop();
       return;
     }
-    page.media = { stream: new MediaStream(track ? [track] : []), audio: !!track, video: false };
+    if (!track) {
+      // Without a microphone nobody would hear a thing: say so instead.
+      sig.send({ type: 'hangup', group: page.group });
+      endPage(page, 'noMicAnnounce');
+      return;
+    }
+    page.media = { stream: new MediaStream([track]), audio: true, video: false };
     syncPageLinks(page);
   });
   sig
@@ -1223,6 +1229,20 @@ function playPage(page) {
   );
 }
 
+/** WebKit lets a media element play sound later without a tap once play() was
+ *  called on it inside one: the first tap does that for the announcement's element. */
+function primePageAudio() {
+  const el = $('page-audio');
+  el.muted = true;
+  const p = el.play();
+  const done = () => {
+    if (!S.page) el.pause();
+    el.muted = false;
+  };
+  if (p && p.then) p.then(done, done);
+  else done();
+}
+
 function setPageBlocked(page, blocked) {
   if (S.page !== page) return;
   page.blocked = blocked;
@@ -1285,6 +1305,7 @@ function onGesture() {
   sound.unlock();
   if (first && kiosk) warmUpCamera();
   if (S.page && S.page.blocked) playPage(S.page);
+  else if (first && !S.page) primePageAudio();
   const call = S.call;
   if (call && call.remoteBlocked) {
     const v = $('remote-video');

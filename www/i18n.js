@@ -116,6 +116,7 @@ const STRINGS = {
     missedCalls: 'Missed calls',
     noMissed: 'No missed calls.',
     clearList: 'Clear',
+    noMicAnnounce: 'No microphone: an announcement needs one.',
   },
   ko: {
     appName: '인터폰',
@@ -229,6 +230,7 @@ const STRINGS = {
     missedCalls: '부재중 전화',
     noMissed: '부재중 전화가 없습니다.',
     clearList: '지우기',
+    noMicAnnounce: '마이크 없음: 안내 방송에는 마이크가 필요합니다.',
   },
 };
 
