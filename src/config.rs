@@ -30,6 +30,7 @@ pub struct Config {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub ring_timeout: Duration,
+    pub page_timeout: Duration,
     pub rate: f64,
     pub burst: f64,
     pub outbox: usize,
@@ -58,6 +59,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             ring_timeout: Duration::from_secs(30),
+            page_timeout: Duration::from_secs(120),
             rate: 100.0,
             burst: 200.0,
             outbox: 64,
@@ -118,6 +120,7 @@ Limits (durations in seconds, fractions allowed):
   --ping-interval S         server ping interval             [default: 15]
   --idle-timeout S          silence before a drop            [default: 45]
   --ring-timeout S          unanswered ring                  [default: 30]
+  --page-timeout S          longest page (announcement)      [default: 120]
 
 Other:
   --log-level LEVEL         off, error, warn, info, debug, trace [default: info]
@@ -193,6 +196,7 @@ where
             "ping-interval" => c.ping_interval = secs(flag, &value()?)?,
             "idle-timeout" => c.idle_timeout = secs(flag, &value()?)?,
             "ring-timeout" => c.ring_timeout = secs(flag, &value()?)?,
+            "page-timeout" => c.page_timeout = secs(flag, &value()?)?,
             "log-level" => {
                 let v = value()?;
                 c.log_level = v

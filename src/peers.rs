@@ -5,7 +5,7 @@
 //! by name with a linear scan, which at these sizes costs less than hashing. Methods are
 //! synchronous; callers hold the `RefCell` borrow only for the duration of one call.
 
-use crate::protocol::{Name, Status};
+use crate::protocol::{Features, Groups, Name, Status};
 use std::time::Instant;
 
 /// Table capacity, a build-time setting: `INTERCOMD_CAPACITY=256 cargo build`.
@@ -60,31 +60,41 @@ pub enum Call {
         peer: Name,
         until: Instant,
     },
-    /// Ringing, `peer` called us.
+    /// Ringing, `peer` called us: alone (`group` none), or as a member of `group`.
     Incoming {
         peer: Name,
+        group: Option<Name>,
     },
     /// Accepted call with `peer`.
     Active {
         peer: Name,
     },
+    /// We ring `group` (a group or `*`) until `until`; the ringing members are the
+    /// peers whose call is `Incoming` from us with that group.
+    Ringing {
+        group: Name,
+        until: Instant,
+    },
+    /// We page `group` until `until`; the listeners are the peers `Listening` to us.
+    Paging {
+        group: Name,
+        until: Instant,
+    },
+    /// We hear a page from `peer` to `group`.
+    Listening {
+        peer: Name,
+        group: Name,
+    },
 }
 
 impl Call {
-    /// The partner of a ringing or active call.
-    pub fn partner(&self) -> Option<&Name> {
+    /// When this ring or page runs out, if it can.
+    pub fn deadline(&self) -> Option<Instant> {
         match self {
-            Call::Idle => None,
-            Call::Outgoing { peer, .. } | Call::Incoming { peer } | Call::Active { peer } => {
-                Some(peer)
-            }
-        }
-    }
-
-    pub fn status(&self) -> Status {
-        match self {
-            Call::Idle => Status::Online,
-            _ => Status::Busy,
+            Call::Outgoing { until, .. }
+            | Call::Ringing { until, .. }
+            | Call::Paging { until, .. } => Some(*until),
+            _ => None,
         }
     }
 }
@@ -98,6 +108,33 @@ pub struct Peer<L> {
     pub conn: ConnId,
     pub link: L,
     pub call: Call,
+    pub groups: Groups,
+    /// Do-not-disturb: looked at only when a call, group ring or page starts.
+    pub dnd: bool,
+    pub features: Features,
+    /// Set by the relay on the receivers of one message for several peers, cleared
+    /// when that message is delivered (see `relay::To::Marked`).
+    pub marked: bool,
+}
+
+impl<L> Peer<L> {
+    /// Busy in any call, ring or page; otherwise idle: `dnd` or `online`.
+    pub fn status(&self) -> Status {
+        match (&self.call, self.dnd) {
+            (Call::Idle, false) => Status::Online,
+            (Call::Idle, true) => Status::Dnd,
+            _ => Status::Busy,
+        }
+    }
+
+    pub fn idle(&self) -> bool {
+        self.call == Call::Idle
+    }
+
+    /// A member of `group` (`*`: everyone).
+    pub fn in_group(&self, group: &str) -> bool {
+        group == crate::protocol::EVERYONE || self.groups.iter().any(|g| g == group)
+    }
 }
 
 /// The peer table. `N` is the capacity; `limit` (≤ N) is the runtime `--max-peers`.
@@ -125,6 +162,10 @@ impl<L, const N: usize> Peers<L, N> {
 
     pub fn iter(&self) -> impl Iterator<Item = &Peer<L>> {
         self.list.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Peer<L>> {
+        self.list.iter_mut()
     }
 
     pub fn by_conn(&self, conn: ConnId) -> Option<&Peer<L>> {
@@ -173,6 +214,10 @@ mod tests {
             conn,
             link: (),
             call: Call::Idle,
+            groups: Groups::new(),
+            dnd: false,
+            features: Features::default(),
+            marked: false,
         }
     }
 

@@ -9,7 +9,7 @@
 
 use crate::clock::timeout;
 use crate::config::Config;
-use crate::peers::{ConnId, Peers, fresh_token};
+use crate::peers::{ConnId, Peer, Peers, fresh_token};
 use crate::protocol::{ErrorCode, Health, MAX_WRONG_KEYS, ServerMsg};
 use crate::relay::{self, Ctx, Effect, Effects, Inbound, To};
 use crate::slots::Slot;
@@ -277,28 +277,17 @@ impl Hub {
                     to: To::Peer(name),
                     text,
                 } => {
-                    let Some(p) = peers.by_name(&name) else {
-                        continue;
-                    };
-                    let link = &p.link;
-                    if self.queued_total.get() + text.len() > self.queued_budget() {
-                        // Everyone together holds too much: the largest queue belongs to
-                        // the connection that reads least; a tablet that keeps up holds
-                        // next to nothing.
-                        let largest = peers.iter().max_by_key(|p| p.link.queued.get());
-                        if let Some(laggard) = largest {
-                            log::debug!(
-                                "queued bytes over the total: cutting connection {}",
-                                laggard.conn
-                            );
-                            laggard.link.cut();
-                            if laggard.conn == p.conn {
-                                continue;
-                            }
-                        }
+                    if let Some(p) = peers.by_name(&name) {
+                        self.relay_to(&peers, p, text.into());
                     }
-                    if !link.outbox.is_closed() && !link.try_queue(text.into(), link.budget) {
-                        link.cut();
+                }
+                Effect::Send {
+                    to: To::Marked,
+                    text,
+                } => {
+                    let text = Utf8Bytes::from(text);
+                    for p in peers.iter().filter(|p| p.marked) {
+                        self.relay_to(&peers, p, text.clone());
                     }
                 }
                 Effect::Send {
@@ -307,16 +296,13 @@ impl Hub {
                 } => {
                     let text = Utf8Bytes::from(text);
                     for p in peers.iter().filter(|p| p.name != name) {
-                        let link = &p.link;
-                        let room = self.queued_total.get() + text.len() <= self.queued_budget();
-                        let fits = room
-                            && !link.half_full()
-                            && link.try_queue(text.clone(), link.budget / 2);
-                        if !fits && !link.stale.replace(true) {
-                            log::debug!(
-                                "connection {}: outbox half full, presence dropped",
-                                p.conn
-                            );
+                        self.presence_to(p, text.clone());
+                    }
+                }
+                Effect::Rosters => {
+                    for p in peers.iter() {
+                        if let Some(text) = relay::roster(&peers, p.conn) {
+                            self.presence_to(p, text.into());
                         }
                     }
                 }
@@ -324,6 +310,41 @@ impl Hub {
                     let _ = old.kick.try_send(Kick::Replaced);
                 }
             }
+        }
+    }
+
+    /// Queue a relayed message for `p`: one that does not fit its outbox cuts `p`, one
+    /// that does not fit the total cuts whoever holds the most.
+    fn relay_to(&self, peers: &Peers<Link>, p: &Peer<Link>, text: Utf8Bytes) {
+        let link = &p.link;
+        if self.queued_total.get() + text.len() > self.queued_budget() {
+            // Everyone together holds too much: the largest queue belongs to the
+            // connection that reads least; a tablet that keeps up holds next to nothing.
+            let largest = peers.iter().max_by_key(|p| p.link.queued.get());
+            if let Some(laggard) = largest {
+                log::debug!(
+                    "queued bytes over the total: cutting connection {}",
+                    laggard.conn
+                );
+                laggard.link.cut();
+                if laggard.conn == p.conn {
+                    return;
+                }
+            }
+        }
+        if !link.outbox.is_closed() && !link.try_queue(text, link.budget) {
+            link.cut();
+        }
+    }
+
+    /// Queue presence for `p` in at most half its outbox; where it does not fit, `p`
+    /// gets the whole list once its outbox has drained.
+    fn presence_to(&self, p: &Peer<Link>, text: Utf8Bytes) {
+        let link = &p.link;
+        let room = self.queued_total.get() + text.len() <= self.queued_budget();
+        let fits = room && !link.half_full() && link.try_queue(text, link.budget / 2);
+        if !fits && !link.stale.replace(true) {
+            log::debug!("connection {}: outbox half full, presence dropped", p.conn);
         }
     }
 
@@ -705,6 +726,7 @@ impl<'a> Session<'a> {
             access_key: cfg.access_key.as_deref(),
             ice_servers: &cfg.ice_servers,
             ring_timeout: cfg.ring_timeout,
+            page_timeout: cfg.page_timeout,
             now,
             fresh_token: &fresh_token,
         };

@@ -645,9 +645,9 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// A presence update as the server sends it.
+/// A presence update as the server sends it, for a station in no group.
 pub fn peer(name: &str, status: &str) -> Value {
-    json!({"type": "peer", "name": name, "status": status})
+    json!({"type": "peer", "name": name, "status": status, "groups": []})
 }
 
 /// The exact error the server answers with `code`, carrying `id` when given. Not for
