@@ -1232,15 +1232,9 @@ function playPage(page) {
 /** WebKit lets a media element play sound later without a tap once play() was
  *  called on it inside one: the first tap does that for the announcement's element. */
 function primePageAudio() {
-  const el = $('page-audio');
-  el.muted = true;
-  const p = el.play();
-  const done = () => {
-    if (!S.page) el.pause();
-    el.muted = false;
-  };
-  if (p && p.then) p.then(done, done);
-  else done();
+  // Without a source nothing plays (the promise may stay pending until one comes).
+  const p = $('page-audio').play();
+  if (p && p.catch) p.catch(() => {});
 }
 
 function setPageBlocked(page, blocked) {

@@ -158,7 +158,7 @@ export function install({ S, sig, screen, remoteHasVideo, keepAwake, unseen }) {
     pageStats: async () => (S.page ? sumStats([...S.page.links.values()].map((l) => l.pc)) : null),
     pageAudio: () => {
       const el = $('page-audio');
-      return { paused: el.paused, tracks: el.srcObject ? el.srcObject.getAudioTracks().length : 0 };
+      return { paused: el.paused, muted: el.muted, tracks: el.srcObject ? el.srcObject.getAudioTracks().length : 0 };
     },
     missed: () => S.missed.slice(),
     missedBadge: () => ($('missed-badge').hidden ? 0 : Number($('missed-badge').textContent)),

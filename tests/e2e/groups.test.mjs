@@ -203,7 +203,7 @@ test('a page to everyone: each idle tablet hears it at once and sends nothing', 
       assert.equal(s.inbound.video || 0, 0, 'a page carries no video');
       await waitFor(t, 'the voice playing', () => {
         const a = window.intercomTest.pageAudio();
-        return a.tracks === 1 && !a.paused;
+        return a.tracks === 1 && !a.paused && !a.muted;
       }, undefined, { report });
     }
     assert.match(await office.page.textContent('#announce-to'), /Listening: /);
