@@ -112,9 +112,45 @@ pub struct Peer<L> {
     /// Do-not-disturb: looked at only when a call, group ring or page starts.
     pub dnd: bool,
     pub features: Features,
-    /// Set by the relay on the receivers of one message for several peers, cleared
-    /// when that message is delivered (see `relay::To::Marked`).
+    /// Set by the relay on the receivers of one message for several peers (see
+    /// `relay::To::Marked`); the next event that marks clears it.
     pub marked: bool,
+    /// Group rings and pages this station may still start now (see [`FanOuts`]).
+    pub fan_outs: FanOuts,
+}
+
+/// A token bucket for starting group rings and pages: each one costs every station a
+/// `peers` list, so one station may start [`FanOuts::BURST`] in a row, then one every
+/// [`FanOuts::EVERY`].
+#[derive(Debug, Clone, Copy)]
+pub struct FanOuts {
+    tokens: f32,
+    at: Instant,
+}
+
+impl FanOuts {
+    pub const BURST: f32 = 5.0;
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub fn new(now: Instant) -> Self {
+        FanOuts {
+            tokens: Self::BURST,
+            at: now,
+        }
+    }
+
+    /// Whether one may start at `now` (nothing is spent: see [`FanOuts::spend`]).
+    pub fn ready(&mut self, now: Instant) -> bool {
+        let earned =
+            now.saturating_duration_since(self.at).as_secs_f32() / Self::EVERY.as_secs_f32();
+        self.tokens = (self.tokens + earned).min(Self::BURST);
+        self.at = self.at.max(now);
+        self.tokens >= 1.0
+    }
+
+    pub fn spend(&mut self) {
+        self.tokens -= 1.0;
+    }
 }
 
 impl<L> Peer<L> {
@@ -218,6 +254,7 @@ mod tests {
             dnd: false,
             features: Features::default(),
             marked: false,
+            fan_outs: FanOuts::new(Instant::now()),
         }
     }
 

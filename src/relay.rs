@@ -10,7 +10,7 @@
 //! member's `Incoming` naming the caller, a page the pager's `Paging` plus each
 //! listener's `Listening`. Nothing is allocated per ring or page beyond its messages.
 
-use crate::peers::{Call, ConnId, Peer, Peers, Token};
+use crate::peers::{Call, ConnId, FanOuts, Peer, Peers, Token};
 use crate::protocol::{
     self, ClientMsg, ErrorCode, Name, PeerInfo, ServerMsg, Status, Target, decode, peek_id,
 };
@@ -270,7 +270,10 @@ pub fn handle<L: Clone, const N: usize>(
     let result = act(&mut ev, ctx, &me, &msg, id);
     out.ring_started = result.is_ok()
         && matches!(msg, ClientMsg::Call { .. } | ClientMsg::Page { .. })
-        && ev.peers.by_name(&me).is_some_and(|p| p.call.deadline().is_some());
+        && ev
+            .peers
+            .by_name(&me)
+            .is_some_and(|p| p.call.deadline().is_some());
     out.effects = ev.finish();
     match result {
         Ok(Some(text)) => {
@@ -348,6 +351,7 @@ fn register<L: Clone, const N: usize>(
         dnd: *dnd,
         features: *features,
         marked: false,
+        fan_outs: FanOuts::new(ctx.now),
     };
     let mut ev = Event::new(peers);
     ev.note(&name);
@@ -432,10 +436,8 @@ fn act<L, const N: usize>(
         } => call(ev, me, to, ctx.now + ctx.ring_timeout).map(|()| None),
         ClientMsg::Call {
             target: Target::Group(group),
-        } => fan_out(ev, me, group, Fan::Ring, ctx.now + ctx.ring_timeout, id).map(Some),
-        ClientMsg::Page { group } => {
-            fan_out(ev, me, group, Fan::Page, ctx.now + ctx.page_timeout, id).map(Some)
-        }
+        } => fan_out(ev, ctx, me, group, Fan::Ring, id).map(Some),
+        ClientMsg::Page { group } => fan_out(ev, ctx, me, group, Fan::Page, id).map(Some),
         ClientMsg::Accept { to } => accept(ev, me, to).map(|()| None),
         ClientMsg::Hangup { target, reason } => {
             hangup(ev, me, target, reason.as_deref()).map(|()| None)
@@ -571,23 +573,36 @@ fn fan_update<L, const N: usize>(
     .encode()
 }
 
-/// A group `call` or a `page` to `group`: `group_invalid`, the sender's `busy`, then
-/// `no_one_available`. The set is fixed now: every member but `me` that is idle, not
-/// in DND (and for a page, declared `page`).
+/// A group `call` or a `page` to `group`: `rate_limited` past the station's
+/// [`FanOuts`], `group_invalid`, the sender's `busy`, then `no_one_available`. The set
+/// is fixed now: every member but `me` that is idle, not in DND (and for a page,
+/// declared `page`).
 fn fan_out<L, const N: usize>(
     ev: &mut Event<L, N>,
+    ctx: &Ctx,
     me: &Name,
     group: &str,
     kind: Fan,
-    until: Instant,
     id: Option<u32>,
 ) -> Result<String, ErrorCode> {
+    let ready = ev
+        .peers
+        .by_name_mut(me)
+        .is_some_and(|p| p.fan_outs.ready(ctx.now));
+    if !ready {
+        return Err(ErrorCode::RateLimited);
+    }
     let group = name_of(group)
         .filter(|g| protocol::valid_group_target(g))
         .ok_or(ErrorCode::GroupInvalid)?;
     if ev.peers.by_name(me).is_none_or(|p| !p.idle()) {
         return Err(ErrorCode::Busy);
     }
+    let until = ctx.now
+        + match kind {
+            Fan::Ring => ctx.ring_timeout,
+            Fan::Page => ctx.page_timeout,
+        };
     let member = |p: &Peer<_>| p.name != *me && p.in_group(&group) && kind.counts(p);
     let any = ev.take_marked(|p| member(p) && p.idle() && !p.dnd);
     if !any {
@@ -651,6 +666,9 @@ fn fan_out<L, const N: usize>(
         ),
     };
     ev.set_call(me, mine);
+    if let Some(p) = ev.peers.by_name_mut(me) {
+        p.fan_outs.spend();
+    }
     log::info!(
         "{me} -> {} {group}: {} station(s)",
         if kind == Fan::Ring { "ring" } else { "page" },
@@ -1628,5 +1646,41 @@ mod tests {
         assert_eq!(presence_of(&out.effects), (vec![], true));
         let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"home"}"#);
         assert_eq!(presence_of(&out.effects), (vec![], true));
+    }
+
+    #[test]
+    fn a_station_starts_five_fan_outs_in_a_row_then_one_a_second() {
+        let mut t = household();
+        let mut c = ctx(None);
+        let send = |t: &mut Peers<u8, 8>, c: &Ctx, json: &str| {
+            let inbound = Inbound {
+                text: Some(json),
+                over_rate: false,
+            };
+            handle(t, c, 1, &1, inbound)
+        };
+        for i in 0..5 {
+            let out = send(&mut t, &c, r#"{"type":"page","group":"home","id":1}"#);
+            assert!(reply(&out).starts_with(r#"{"type":"paging""#), "page {i}");
+            send(&mut t, &c, r#"{"type":"hangup","group":"home"}"#);
+        }
+        // Refused ones cost nothing, and neither do pages that found no one.
+        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":2}"#);
+        assert_eq!(
+            reply(&out),
+            r#"{"type":"error","id":2,"code":"rate_limited","message":"too many messages"}"#
+        );
+        assert!(out.effects.is_empty());
+        c.now += FanOuts::EVERY;
+        let out = send(&mut t, &c, r#"{"type":"call","group":"nobody","id":3}"#);
+        assert!(reply(&out).contains("no_one_available"));
+        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":4}"#);
+        assert!(reply(&out).starts_with(r#"{"type":"ringing""#));
+        send(&mut t, &c, r#"{"type":"hangup","group":"home"}"#);
+        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":5}"#);
+        assert!(reply(&out).contains("rate_limited"));
+        // 1:1 calls are not fan-outs.
+        let out = send(&mut t, &c, r#"{"type":"call","to":"a","id":6}"#);
+        assert_eq!(reply(&out), r#"{"type":"ack","id":6}"#);
     }
 }

@@ -521,3 +521,33 @@ fn bad_groups_are_group_invalid_and_the_checks_run_in_order() {
         );
     });
 }
+
+#[test]
+fn a_station_that_keeps_starting_rings_and_pages_is_rate_limited_and_others_are_not() {
+    let server = start_server(&[]);
+    run(async {
+        let mut noisy = member(&server, "noisy", &[]).await;
+        let mut quiet = member(&server, "quiet", &[]).await;
+        let mut l = member(&server, "l", &["home"]).await;
+        for i in 0..5 {
+            let r = noisy
+                .request(json!({"type": "page", "group": "home"}), 2 * i)
+                .await;
+            assert_eq!(r["type"], "paging", "{r}");
+            next_event(&mut l).await;
+            noisy
+                .request(json!({"type": "hangup", "group": "home"}), 2 * i + 1)
+                .await;
+            next_event(&mut l).await;
+        }
+        let e = noisy
+            .request(json!({"type": "call", "group": "home"}), 20)
+            .await;
+        assert_eq!(e, error(Some(20), "rate_limited"));
+        only_presence(&mut l).await;
+        let r = quiet
+            .request(json!({"type": "call", "group": "home"}), 21)
+            .await;
+        assert_eq!(r, ringing("home", &["l"], Some(21)));
+    });
+}
