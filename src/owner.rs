@@ -46,6 +46,8 @@ struct StatusJson<'a> {
     /// Resident memory in KiB (`VmRSS`).
     memory_kib: Option<u64>,
     now_ms: u64,
+    /// `--access-key`, for the add-a-tablet form's kiosk address.
+    access_key: Option<&'a str>,
     cert: Cert<'a>,
     stations: Vec<Station<'a>>,
     calls: Vec<CallJson<'a>>,
@@ -166,6 +168,7 @@ pub fn status_json(f: &Facts) -> String {
             uptime_s: health.uptime_s,
             memory_kib: memory_kib(),
             now_ms: now * 1000,
+            access_key: hub.cfg.access_key.as_deref(),
             cert: Cert {
                 ca_fingerprint: f.ca.map(|c| c.0),
                 ca_expires_in_s: f.ca.map(|c| c.1),
