@@ -98,7 +98,8 @@ Network:
                             (repeatable; the page's own origin is always allowed)
   --access-key KEY          require this key in every register [default: none]
   --admin-key KEY           the owner's key for /status and /metrics (sent as
-                            'Authorization: Bearer KEY')   [default: none, off]
+                            'Authorization: Bearer KEY'; at least 16 characters;
+                            also INTERCOMD_ADMIN_KEY)      [default: none, off]
   --ice-servers JSON        RTCIceServer array sent to clients  [default: []]
 
 TLS:
