@@ -132,8 +132,9 @@ pub struct Metrics {
     /// `page` messages relayed (paging).
     pub pages: Cell<u64>,
     pub signals: Cell<u64>,
-    /// TLS connections accepted on the HTTPS port.
+    /// TLS connections that completed the handshake on the HTTPS port.
     pub connections: Cell<u64>,
+    /// Bytes through TLS on the HTTPS port (HTTP and WebSocket, not TLS overhead).
     pub bytes_in: Cell<u64>,
     pub bytes_out: Cell<u64>,
     pub errors: RefCell<ByLabel>,

@@ -210,7 +210,7 @@ pub fn prometheus(f: &Facts) -> String {
     let counters: [(&str, &str, u64); 8] = [
         (
             "intercomd_connections_total",
-            "TLS connections accepted on the HTTPS port.",
+            "TLS connections that completed the handshake on the HTTPS port.",
             m.connections.get(),
         ),
         (
@@ -240,12 +240,12 @@ pub fn prometheus(f: &Facts) -> String {
         ),
         (
             "intercomd_received_bytes_total",
-            "Bytes received on the HTTPS port (TLS records).",
+            "Bytes received on the HTTPS port, inside TLS (HTTP and WebSocket).",
             m.bytes_in.get(),
         ),
         (
             "intercomd_sent_bytes_total",
-            "Bytes sent on the HTTPS port (TLS records).",
+            "Bytes sent on the HTTPS port, inside TLS (HTTP and WebSocket).",
             m.bytes_out.get(),
         ),
     ];
