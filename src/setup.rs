@@ -97,12 +97,14 @@ pub fn fill(template: &str, p: &Page) -> String {
         .replace("{qr}", &qr)
 }
 
-/// The Content-Security-Policy of the set-up page: its own script and styles, and the
-/// one image it loads from the HTTPS origin to learn whether the certificate is trusted.
+/// The Content-Security-Policy of the set-up page: its own script and styles, the one
+/// image it loads from the HTTPS origin to learn whether the certificate is trusted, and
+/// (on HTTPS) the WebSocket it opens for the same reason.
 pub fn csp(https: &str) -> String {
+    let wss = https.replacen("https://", "wss://", 1);
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' {https}; \
-         base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+         connect-src {wss}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 }
 

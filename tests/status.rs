@@ -455,12 +455,13 @@ fn the_set_up_page_speaks_the_browsers_language_and_loads_only_its_own_files() {
     let en = get("/", "en-GB,ko;q=0.5");
     assert!(en.contains("<html lang=\"en\">"));
     let https = format!("https://localhost:{}", server.addr.port());
+    let wss = format!("wss://localhost:{}", server.addr.port());
     assert_eq!(
         header(&en, "content-security-policy"),
         Some(
             format!(
                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' {https}; \
-                 base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+                 connect-src {wss}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
             )
             .as_str()
         )

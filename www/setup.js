@@ -27,17 +27,45 @@ for (const d of list.querySelectorAll('details.platform')) {
   if (own) list.prepend(d);
 }
 
-let timer = null;
-function check() {
-  const img = new Image();
-  img.onload = () => {
-    ready.dataset.state = 'ready';
-    clearTimeout(timer);
-  };
-  img.onerror = () => {
-    ready.dataset.state = 'no';
-    timer = setTimeout(check, CHECK_EVERY_MS);
-  };
-  img.src = `${https}/icon.svg?ready=${Date.now()}`;
+/** Whether an image from the HTTPS origin loads: only once the browser trusts it. */
+function imageLoads() {
+  return new Promise((resolve) => {
+    const img = new Image();
+    img.onload = () => resolve(true);
+    img.onerror = () => resolve(false);
+    img.src = `${https}/icon.svg?ready=${Date.now()}`;
+  });
+}
+
+/** On the HTTPS page itself: whether the intercom's WebSocket opens. A page reached by
+ *  clicking through a certificate warning loads images, but some browsers (Safari)
+ *  still refuse its socket, and a tablet in that state is not ready. */
+function socketOpens() {
+  if (location.protocol !== 'https:') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const url = new URL('/ws', location.href);
+    url.protocol = 'wss:';
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      resolve(false);
+      return;
+    }
+    const done = (ok) => {
+      ws.onopen = ws.onerror = ws.onclose = null;
+      ws.close();
+      resolve(ok);
+    };
+    ws.onopen = () => done(true);
+    ws.onerror = () => done(false);
+    ws.onclose = () => done(false);
+  });
+}
+
+async function check() {
+  const ok = (await imageLoads()) && (await socketOpens());
+  ready.dataset.state = ok ? 'ready' : 'no';
+  if (!ok) setTimeout(check, CHECK_EVERY_MS);
 }
 check();
