@@ -917,6 +917,22 @@ mod tests {
     }
 
     #[test]
+    fn query_parameters_are_percent_decoded() {
+        let t = "/qr.svg?x=1&text=https%3A%2F%2Fpi.local%2F%3Fname%3D%EC%A3%BC&y=2";
+        assert_eq!(
+            query_param(t, "text").as_deref(),
+            Some("https://pi.local/?name=주")
+        );
+        assert_eq!(query_param("/qr.svg?texts=a", "text"), None);
+        assert_eq!(query_param("/qr.svg?text=%zz", "text"), None);
+        assert_eq!(query_param("/qr.svg", "text"), None);
+        assert_eq!(
+            query_param("/qr.svg?text=a+b", "text").as_deref(),
+            Some("a+b")
+        );
+    }
+
+    #[test]
     fn hidden_names_are_never_resolved() {
         for bad in [
             "/.env",

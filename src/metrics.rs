@@ -129,7 +129,7 @@ pub struct Metrics {
     pub calls_answered: Cell<u64>,
     /// Rings that ran out (`--ring-timeout`) unanswered.
     pub calls_missed: Cell<u64>,
-    /// `page` messages relayed (paging).
+    /// Pages started: 0 until paging is part of the server (its code counts here).
     pub pages: Cell<u64>,
     pub signals: Cell<u64>,
     /// TLS connections that completed the handshake on the HTTPS port.
@@ -193,7 +193,6 @@ impl Metrics {
         match message_type(text) {
             Some("signal") => bump(&self.signals, 1),
             Some("accept") => bump(&self.calls_answered, 1),
-            Some("page") => bump(&self.pages, 1),
             _ => {}
         }
     }

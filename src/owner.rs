@@ -230,7 +230,7 @@ pub fn prometheus(f: &Facts) -> String {
         ),
         (
             "intercomd_pages_total",
-            "Page messages relayed.",
+            "Pages started (0: no paging in this build).",
             m.pages.get(),
         ),
         (
