@@ -9,6 +9,16 @@ const KEY = 'intercom.admin';
 const POLL_MS = 3000;
 const SVG = 'http://www.w3.org/2000/svg';
 
+// Korean when the browser's first language is, else English: static text carries its
+// Korean in data-ko, the rest goes through tr().
+const KO = /^ko\b/i.test(navigator.language || '');
+const tr = (en, ko) => (KO ? ko : en);
+if (KO) {
+  document.documentElement.lang = 'ko';
+  for (const e of document.querySelectorAll('[data-ko]')) e.textContent = e.dataset.ko;
+  $('add-groups').placeholder = '예: 위층,주방';
+}
+
 const store = {
   get: () => {
     try {
@@ -60,7 +70,7 @@ async function poll() {
   try {
     r = await fetch('/status.json', { headers: auth(), cache: 'no-store' });
   } catch {
-    $('summary').textContent = 'The appliance does not answer; trying again…';
+    $('summary').textContent = tr('The appliance does not answer; trying again…', '장치가 응답하지 않습니다. 다시 시도하는 중…');
     timer = setTimeout(poll, POLL_MS);
     return;
   }
@@ -83,8 +93,9 @@ function duration(s) {
   const d = Math.floor(s / 86400);
   const h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60);
-  const text = d > 0 ? `${d} d ${h} h` : h > 0 ? `${h} h ${m} min` : `${m} min ${Math.floor(s % 60)} s`;
-  return neg ? `expired ${text} ago` : text;
+  const [D, H, M, S] = KO ? ['일', '시간', '분', '초'] : [' d', ' h', ' min', ' s'];
+  const text = d > 0 ? `${d}${D} ${h}${H}` : h > 0 ? `${h}${H} ${m}${M}` : `${m}${M} ${Math.floor(s % 60)}${S}`;
+  return neg ? tr(`expired ${text} ago`, `${text} 전에 만료됨`) : text;
 }
 
 const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
@@ -116,39 +127,42 @@ function facts(dl, rows) {
 // One line per column or row: a new field (groups, do-not-disturb, pages, relay
 // allocations) is one more entry here.
 
+// Status words from the server, looked up in a Map (a network string never indexes an object).
+const STATUS = new Map(KO ? [['online', '온라인'], ['busy', '통화 중'], ['offline', '오프라인']] : []);
+
 const STATION_COLUMNS = [
-  ['Name', (s) => s.name],
-  ['Status', (s) => s.status, (s) => `status-${s.status}`],
-  ['With', (s) => s.with || ''],
-  ['Address', (s) => s.address || '–'],
-  ['Connected since', (s) => when(s.since)],
+  [tr('Name', '이름'), (s) => s.name],
+  [tr('Status', '상태'), (s) => STATUS.get(s.status) || s.status, (s) => `status-${s.status}`],
+  [tr('With', '상대'), (s) => s.with || ''],
+  [tr('Address', '주소'), (s) => s.address || '–'],
+  [tr('Connected since', '접속 시각'), (s) => when(s.since)],
 ];
 
 const CALL_STATES = new Map([
-  ['ringing', (c) => `${c.from} is ringing ${c.to}`],
-  ['active', (c) => `${c.from} and ${c.to} are talking`],
+  ['ringing', (c) => tr(`${c.from} is ringing ${c.to}`, `${c.from} → ${c.to} 호출 중`)],
+  ['active', (c) => tr(`${c.from} and ${c.to} are talking`, `${c.from} ↔ ${c.to} 통화 중`)],
 ]);
 
 const CERT_ROWS = [
-  ['CA fingerprint (SHA-256)', (d) => d.cert.ca_fingerprint || 'not a local CA (--cert)'],
-  ['CA expires in', (d) => duration(d.cert.ca_expires_in_s)],
-  ['Server certificate expires in', (d) => duration(d.cert.server_expires_in_s)],
+  [tr('CA fingerprint (SHA-256)', 'CA 지문 (SHA-256)'), (d) => d.cert.ca_fingerprint || tr('not a local CA (--cert)', '자체 CA 아님 (--cert)')],
+  [tr('CA expires in', 'CA 만료까지'), (d) => duration(d.cert.ca_expires_in_s)],
+  [tr('Server certificate expires in', '서버 인증서 만료까지'), (d) => duration(d.cert.server_expires_in_s)],
 ];
 
 const COUNTER_ROWS = [
-  ['Open connections', (d) => d.counters.connections],
-  ['Calls started', (d) => d.counters.calls_started],
-  ['Calls answered', (d) => d.counters.calls_answered],
-  ['Calls missed', (d) => d.counters.calls_missed],
-  ['Pages', (d) => d.counters.pages],
-  ['Signals relayed', (d) => d.counters.signals],
-  ['Received', (d) => bytes(d.counters.bytes_in)],
-  ['Sent', (d) => bytes(d.counters.bytes_out)],
+  [tr('Open connections', '열린 연결'), (d) => d.counters.connections],
+  [tr('Calls started', '시작된 통화'), (d) => d.counters.calls_started],
+  [tr('Calls answered', '응답한 통화'), (d) => d.counters.calls_answered],
+  [tr('Calls missed', '부재중 통화'), (d) => d.counters.calls_missed],
+  [tr('Pages', '방송'), (d) => d.counters.pages],
+  [tr('Signals relayed', '중계한 시그널'), (d) => d.counters.signals],
+  [tr('Received', '받은 양'), (d) => bytes(d.counters.bytes_in)],
+  [tr('Sent', '보낸 양'), (d) => bytes(d.counters.bytes_out)],
 ];
 
 function render(d) {
-  const mem = d.memory_kib ? `, ${bytes(d.memory_kib * 1024)} memory` : '';
-  $('summary').textContent = `version ${d.version}, up ${duration(d.uptime_s)}${mem}`;
+  const mem = d.memory_kib ? tr(`, ${bytes(d.memory_kib * 1024)} memory`, `, 메모리 ${bytes(d.memory_kib * 1024)}`) : '';
+  $('summary').textContent = tr(`version ${d.version}, up ${duration(d.uptime_s)}${mem}`, `버전 ${d.version}, 가동 ${duration(d.uptime_s)}${mem}`);
 
   const head = $('stations').tHead.rows[0];
   if (head.cells.length === 0) for (const [title] of STATION_COLUMNS) head.append(el('th', title));
@@ -199,7 +213,7 @@ function chart(box, hours, nowMs) {
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
   svg.setAttribute('role', 'img');
   const total = hours.reduce((a, [c, m]) => [a[0] + c, a[1] + m], [0, 0]);
-  svg.setAttribute('aria-label', `${total[0]} calls and ${total[1]} missed in the last 24 hours`);
+  svg.setAttribute('aria-label', tr(`${total[0]} calls and ${total[1]} missed in the last 24 hours`, `최근 24시간 통화 ${total[0]}건, 부재중 ${total[1]}건`));
   const add = (tag, attrs, text) => {
     const e = document.createElementNS(SVG, tag);
     for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
@@ -211,14 +225,14 @@ function chart(box, hours, nowMs) {
   const nowHour = Math.floor(nowMs / 3600000);
   hours.forEach(([calls, missed], i) => {
     const x = i * slot + 2;
-    for (const [n, cls, dx] of [[calls, 'calls', 0], [missed, 'missed', bar]]) {
+    for (const [n, cls, dx, label] of [[calls, 'calls', 0, tr('calls', '통화')], [missed, 'missed', bar, tr('missed', '부재중')]]) {
       const h = (n / max) * (base - top);
-      if (n > 0) add('rect', { class: cls, x: x + dx, y: base - h, width: bar, height: h, rx: 1 }).append(titleOf(n, cls));
+      if (n > 0) add('rect', { class: cls, x: x + dx, y: base - h, width: bar, height: h, rx: 1 }).append(titleOf(n, label));
     }
     const hour = new Date((nowHour - (hours.length - 1 - i)) * 3600000).getHours();
     if (hour % 6 === 0) add('text', { x: x, y: H - 4 }, `${String(hour).padStart(2, '0')}:00`);
   });
-  add('text', { x: W - 2, y: top + 2, 'text-anchor': 'end' }, `max ${max}`);
+  add('text', { x: W - 2, y: top + 2, 'text-anchor': 'end' }, tr(`max ${max}`, `최대 ${max}`));
   box.replaceChildren(svg);
 }
 

@@ -203,6 +203,19 @@ test('the owner’s page asks for the admin key, then shows three stations and a
   await page.reload();
   await page.locator('#owner').waitFor({ state: 'visible' });
   assert.deepEqual(errors, []);
+
+  // In Korean for a Korean browser.
+  const ko = await trusting.newContext({ viewport: { width: 1280, height: 1000 }, locale: 'ko-KR' });
+  await ko.addInitScript((k) => localStorage.setItem('intercom.admin', k), ADMIN);
+  const kp = await ko.newPage();
+  kp.on('pageerror', (e) => errors.push(e.message));
+  await kp.goto(`${server.origin}/status`);
+  await kp.locator('#stations tbody tr').nth(2).waitFor();
+  assert.equal(await kp.locator('#stations th').first().innerText(), '이름');
+  assert.deepEqual(await kp.locator('#calls li').allInnerTexts(), ['door ↔ kitchen 통화 중']);
+  await kp.screenshot({ path: join(artifacts, 'owner-status-ko.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await ko.close();
   await stations.evaluate(() => window.sockets.forEach((s) => s.close()));
   await ctx.close();
 });
