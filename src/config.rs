@@ -11,6 +11,9 @@ use std::time::Duration;
 /// Sockets allowed beyond `max_peers` for handshakes and plain HTTP.
 pub const EXTRA_SOCKETS: usize = 16;
 
+/// The shortest `--admin-key`: it guards what every tablet is doing, from the whole LAN.
+pub const MIN_ADMIN_KEY: usize = 16;
+
 /// Everything the server needs to know, with the defaults documented in [`HELP`].
 #[derive(Debug)]
 pub struct Config {
@@ -38,6 +41,8 @@ pub struct Config {
     pub ice_servers: Box<RawValue>,
     pub allow_origin: Vec<String>,
     pub access_key: Option<String>,
+    /// The owner's key for `/status`, `/status.json`, `/metrics` (none: they are off).
+    pub admin_key: Option<String>,
     pub log_level: log::LevelFilter,
 }
 
@@ -67,6 +72,7 @@ impl Default for Config {
             ice_servers: parse_ice_servers("[]").unwrap_or_else(|_| unreachable!()),
             allow_origin: Vec::new(),
             access_key: None,
+            admin_key: None,
             log_level: log::LevelFilter::Info,
         }
     }
@@ -93,6 +99,9 @@ Network:
   --allow-origin ORIGIN     extra allowed WebSocket Origin, e.g. https://kiosk.lan:8443
                             (repeatable; the page's own origin is always allowed)
   --access-key KEY          require this key in every register [default: none]
+  --admin-key KEY           the owner's key for /status and /metrics (sent as
+                            'Authorization: Bearer KEY'; at least 16 characters;
+                            also INTERCOMD_ADMIN_KEY)      [default: none, off]
   --ice-servers JSON        RTCIceServer array sent to clients  [default: []]
 
 TLS:
@@ -170,6 +179,7 @@ where
                 c.allow_origin.push(o);
             }
             "access-key" => c.access_key = Some(value()?).filter(|k| !k.is_empty()),
+            "admin-key" => c.admin_key = Some(value()?).filter(|k| !k.is_empty()),
             "ice-servers" => c.ice_servers = parse_ice_servers(&value()?)?,
             "state-dir" => c.state_dir = value()?.into(),
             "cert" => c.cert = Some(value()?.into()),
@@ -208,6 +218,14 @@ where
     }
     if c.outbox_bytes < 2 * c.max_message {
         return Err("--outbox-bytes must hold at least two messages of --max-message".into());
+    }
+    if c.admin_key
+        .as_ref()
+        .is_some_and(|k| k.len() < MIN_ADMIN_KEY)
+    {
+        return Err(format!(
+            "--admin-key must be at least {MIN_ADMIN_KEY} characters (e.g. openssl rand -hex 16)"
+        ));
     }
     if c.cert.is_some() != c.key.is_some() {
         return Err("--cert and --key go together".into());
@@ -271,6 +289,9 @@ mod tests {
         assert!(run(&["--cert", "x"]).is_err());
         assert!(run(&["--bogus"]).is_err());
         assert!(run(&["--outbox-bytes", "1000"]).is_err());
+        assert!(run(&["--admin-key", "short"]).is_err());
+        let c = run(&["--admin-key", "0123456789abcdef"]).unwrap();
+        assert_eq!(c.admin_key.as_deref(), Some("0123456789abcdef"));
         assert!(run(&["--outbox-bytes", "1000", "--max-message", "500"]).is_ok());
     }
 }

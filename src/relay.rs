@@ -820,17 +820,29 @@ pub fn next_deadline<L, const N: usize>(peers: &Peers<L, N>) -> Option<Instant> 
     peers.iter().filter_map(|p| p.call.deadline()).min()
 }
 
+/// What [`expire`] ended.
+#[derive(Debug)]
+pub struct Expired<L> {
+    pub effects: Effects<L>,
+    /// A ring (1:1 or group) ran out unanswered: a missed call. Pages are not.
+    pub missed: bool,
+}
+
 /// End the first ring or page whose deadline has passed by `now`, with reason `timeout`
-/// to everyone in it. Empty when none is due; the clock calls again until it is.
-pub fn expire<L, const N: usize>(peers: &mut Peers<L, N>, now: Instant) -> Effects<L> {
+/// to everyone in it. Empty effects when none is due; the clock calls again until it is.
+pub fn expire<L, const N: usize>(peers: &mut Peers<L, N>, now: Instant) -> Expired<L> {
     let due = peers
         .iter()
         .find(|p| p.call.deadline().is_some_and(|at| at <= now))
         .map(|p| (p.name.clone(), p.call.clone()));
     let mut ev = Event::new(peers);
     let Some((from, call)) = due else {
-        return ev.finish();
+        return Expired {
+            effects: ev.finish(),
+            missed: false,
+        };
     };
+    let missed = matches!(call, Call::Outgoing { .. } | Call::Ringing { .. });
     let timeout = "timeout";
     match call {
         Call::Outgoing { peer: callee, .. } => {
@@ -862,7 +874,10 @@ pub fn expire<L, const N: usize>(peers: &mut Peers<L, N>, now: Instant) -> Effec
         }
         _ => {}
     }
-    ev.finish()
+    Expired {
+        effects: ev.finish(),
+        missed,
+    }
 }
 
 /// Connection `conn` ended (not by replacement). Frees its name and ends whatever it was
@@ -1030,8 +1045,12 @@ mod tests {
         frame_from(&mut t, &c, 1, r#"{"type":"call","to":"b"}"#);
         let until = c.now + c.ring_timeout;
         assert_eq!(next_deadline(&t), Some(until));
-        assert!(expire(&mut t, until - Duration::from_millis(1)).is_empty());
-        let out = texts(&expire(&mut t, until));
+        assert!(
+            expire(&mut t, until - Duration::from_millis(1))
+                .effects
+                .is_empty()
+        );
+        let out = texts(&expire(&mut t, until).effects);
         assert!(out.iter().any(|(to, m)| to == r#"Peer("a")"#
             && m == r#"{"type":"hangup","from":"b","reason":"timeout"}"#));
         assert!(out.iter().any(|(to, m)| to == r#"Peer("b")"#
@@ -1041,7 +1060,7 @@ mod tests {
         frame_from(&mut t, &c, 1, r#"{"type":"call","to":"b"}"#);
         msg(&mut t, 2, r#"{"type":"accept","to":"a"}"#);
         assert_eq!(next_deadline(&t), None);
-        assert!(expire(&mut t, until + c.ring_timeout).is_empty());
+        assert!(expire(&mut t, until + c.ring_timeout).effects.is_empty());
     }
 
     #[test]
@@ -1417,8 +1436,12 @@ mod tests {
         // A decline does not move the deadline.
         msg8(&mut t, 2, r#"{"type":"hangup","to":"door"}"#);
         assert_eq!(next_deadline(&t), Some(until));
-        assert!(expire(&mut t, until - Duration::from_millis(1)).is_empty());
-        let out = expire(&mut t, until);
+        assert!(
+            expire(&mut t, until - Duration::from_millis(1))
+                .effects
+                .is_empty()
+        );
+        let out = expire(&mut t, until).effects;
         assert_eq!(
             sent8(&t, &out),
             [
@@ -1590,7 +1613,7 @@ mod tests {
         let update = &sent8(&t, &out.effects)[0].1;
         assert!(update.starts_with(r#"{"type":"paging","group":"home","to":["#));
         assert!(!update.contains(r#""a""#));
-        let out = expire(&mut t, c.now + c.page_timeout);
+        let out = expire(&mut t, c.now + c.page_timeout).effects;
         assert_eq!(
             sent8(&t, &out),
             [

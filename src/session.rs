@@ -168,6 +168,8 @@ pub struct Hub {
     websockets: Cell<usize>,
     next_conn: Cell<ConnId>,
     started: Instant,
+    /// Counters for the owner's page and `/metrics` (fed by the `metrics.` lines below).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Counts an open WebSocket until dropped.
@@ -196,6 +198,7 @@ impl Hub {
             websockets: Cell::new(0),
             next_conn: Cell::new(0),
             started: Instant::now(),
+            metrics: Default::default(),
         }
     }
 
@@ -233,6 +236,11 @@ impl Hub {
         }
     }
 
+    /// The peer table, read by the owner's page; the borrow ends with `f`.
+    pub(crate) fn with_peers<T>(&self, f: impl FnOnce(&Peers<Link>) -> T) -> T {
+        f(&self.peers.borrow())
+    }
+
     /// Ends unanswered rings at their deadlines. One task for every ring, spawned once;
     /// it sleeps until the earliest deadline or until a new ring starts.
     pub async fn ring_clock(&self) {
@@ -251,11 +259,14 @@ impl Hub {
                 None => started.await,
             }
             loop {
-                let effects = relay::expire(&mut self.peers.borrow_mut(), Instant::now());
-                if effects.is_empty() {
+                let ended = relay::expire(&mut self.peers.borrow_mut(), Instant::now());
+                if ended.effects.is_empty() {
                     break;
                 }
-                self.deliver(effects);
+                if ended.missed {
+                    self.metrics.missed();
+                }
+                self.deliver(ended.effects);
             }
         }
     }
@@ -271,6 +282,11 @@ impl Hub {
     /// where it does not fit, the receiver gets the whole list once its outbox has drained.
     fn deliver(&self, effects: Effects<Link>) {
         let peers = self.peers.borrow();
+        for e in &effects {
+            if let Effect::Send { text, .. } = e {
+                self.metrics.sent(text);
+            }
+        }
         for effect in effects {
             match effect {
                 Effect::Send {
@@ -530,7 +546,10 @@ where
     hub.websockets.set(hub.websockets.get() + 1);
     let _counted = Counted(hub);
     let mut s = Session::open(hub, slot);
+    hub.metrics.opened(s.conn, s.peer);
     let end = s.serve(&mut ws).await;
+    hub.metrics
+        .ended(s.conn, end.close_frame().map(|f| f.code.into()));
     // What is still queued is dropped now, not after the close grace.
     while s.outbox.try_recv().is_ok() {}
     s.link.add(-(s.link.queued.get() as isize));
@@ -738,6 +757,7 @@ impl<'a> Session<'a> {
             &self.link,
             inbound,
         );
+        hub.metrics.decided(out.ring_started, out.reply.as_deref());
         self.registered = hub.peers.borrow().by_conn(self.conn).is_some();
         self.slot.set_registered(self.registered);
         if out.ring_started {
