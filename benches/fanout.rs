@@ -4,10 +4,12 @@
 //! a `page` to `*` and the time until the **last** of the 63 listeners has received its
 //! `page`; the pager ends it and waits until all 63 heard the `hangup`. The same for a
 //! group `call` to `all` (until the last member's `call`), cancelled by the caller.
-//! Prints p50/p90/max over the rounds and one JSON line. Nothing is asserted.
+//! Prints p50/p90/max over the rounds and one JSON line. Nothing is asserted. Rounds
+//! start a second apart: one station may start five rings or pages in a row, then one a
+//! second.
 //!
-//!   cargo bench --bench fanout                 200 rounds each
-//!   cargo bench --bench fanout -- --quick      30 rounds each (CI)
+//!   cargo bench --bench fanout                 100 rounds each (about 3.5 minutes)
+//!   cargo bench --bench fanout -- --quick      20 rounds each (CI)
 //!
 //! The listeners run on two threads of their own; where `taskset` exists the server is
 //! pinned to CPU 0 and this process to CPU 1.
@@ -26,6 +28,9 @@ use support::{Client, Launch, Server};
 const LISTENERS: usize = 63;
 /// Threads the listeners are spread over.
 const THREADS: usize = 2;
+/// Between the starts of two rounds: the rate at which one station may keep starting
+/// group rings and pages.
+const ROUND_GAP: Duration = Duration::from_secs(1);
 
 /// What a listener saw, and when.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,7 +43,7 @@ enum Seen {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var_os("INTERCOMD_BENCH_QUICK").is_some_and(|v| v != "0");
-    let rounds = if quick { 30 } else { 200 };
+    let rounds = if quick { 20 } else { 100 };
     support::watchdog(Duration::from_secs(if quick { 240 } else { 900 }), "fanout");
     // SAFETY: no other thread exists yet.
     unsafe { std::env::set_var("SSL_CERT_FILE", "/dev/null") };
@@ -165,8 +170,11 @@ fn run_rounds(
     kind: Seen,
 ) -> Value {
     let mut took = Vec::new();
+    let mut last_start = Instant::now() - ROUND_GAP;
     for round in 0..rounds {
         let id = 10 + round * 2;
+        std::thread::sleep(ROUND_GAP.saturating_sub(last_start.elapsed()));
+        last_start = Instant::now();
         let start = match kind {
             Seen::Page => json!({"type": "page", "group": "*", "id": id}),
             _ => json!({"type": "call", "group": "all", "id": id}),
