@@ -11,6 +11,9 @@ use std::time::Duration;
 /// Sockets allowed beyond `max_peers` for handshakes and plain HTTP.
 pub const EXTRA_SOCKETS: usize = 16;
 
+/// The shortest `--admin-key`: it guards what every tablet is doing, from the whole LAN.
+pub const MIN_ADMIN_KEY: usize = 16;
+
 /// Everything the server needs to know, with the defaults documented in [`HELP`].
 #[derive(Debug)]
 pub struct Config {
@@ -30,6 +33,7 @@ pub struct Config {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub ring_timeout: Duration,
+    pub page_timeout: Duration,
     pub rate: f64,
     pub burst: f64,
     pub outbox: usize,
@@ -37,6 +41,8 @@ pub struct Config {
     pub ice_servers: Box<RawValue>,
     pub allow_origin: Vec<String>,
     pub access_key: Option<String>,
+    /// The owner's key for `/status`, `/status.json`, `/metrics` (none: they are off).
+    pub admin_key: Option<String>,
     pub log_level: log::LevelFilter,
     /// The TURN relay's UDP and TCP address; `None` with `--turn off`.
     pub turn_listen: Option<SocketAddr>,
@@ -64,6 +70,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             ring_timeout: Duration::from_secs(30),
+            page_timeout: Duration::from_secs(120),
             rate: 100.0,
             burst: 200.0,
             outbox: 64,
@@ -71,6 +78,7 @@ impl Default for Config {
             ice_servers: parse_ice_servers("[]").unwrap_or_else(|_| unreachable!()),
             allow_origin: Vec::new(),
             access_key: None,
+            admin_key: None,
             log_level: log::LevelFilter::Info,
             turn_listen: Some(SocketAddr::from(([0, 0, 0, 0], 3478))),
             turn_ports: (49160, 49199),
@@ -100,6 +108,9 @@ Network:
   --allow-origin ORIGIN     extra allowed WebSocket Origin, e.g. https://kiosk.lan:8443
                             (repeatable; the page's own origin is always allowed)
   --access-key KEY          require this key in every register [default: none]
+  --admin-key KEY           the owner's key for /status and /metrics (sent as
+                            'Authorization: Bearer KEY'; at least 16 characters;
+                            also INTERCOMD_ADMIN_KEY)      [default: none, off]
   --ice-servers JSON        RTCIceServer array sent to clients, after the
                             built-in relay's entry          [default: []]
 
@@ -135,6 +146,7 @@ Limits (durations in seconds, fractions allowed):
   --ping-interval S         server ping interval             [default: 15]
   --idle-timeout S          silence before a drop            [default: 45]
   --ring-timeout S          unanswered ring                  [default: 30]
+  --page-timeout S          longest page (announcement)      [default: 120]
 
 Other:
   --log-level LEVEL         off, error, warn, info, debug, trace [default: info]
@@ -185,6 +197,7 @@ where
                 c.allow_origin.push(o);
             }
             "access-key" => c.access_key = Some(value()?).filter(|k| !k.is_empty()),
+            "admin-key" => c.admin_key = Some(value()?).filter(|k| !k.is_empty()),
             "ice-servers" => c.ice_servers = parse_ice_servers(&value()?)?,
             "turn" => match value()?.as_str() {
                 "on" => turn_on = true,
@@ -219,6 +232,7 @@ where
             "ping-interval" => c.ping_interval = secs(flag, &value()?)?,
             "idle-timeout" => c.idle_timeout = secs(flag, &value()?)?,
             "ring-timeout" => c.ring_timeout = secs(flag, &value()?)?,
+            "page-timeout" => c.page_timeout = secs(flag, &value()?)?,
             "log-level" => {
                 let v = value()?;
                 c.log_level = v
@@ -230,6 +244,14 @@ where
     }
     if c.outbox_bytes < 2 * c.max_message {
         return Err("--outbox-bytes must hold at least two messages of --max-message".into());
+    }
+    if c.admin_key
+        .as_ref()
+        .is_some_and(|k| k.len() < MIN_ADMIN_KEY)
+    {
+        return Err(format!(
+            "--admin-key must be at least {MIN_ADMIN_KEY} characters (e.g. openssl rand -hex 16)"
+        ));
     }
     if c.cert.is_some() != c.key.is_some() {
         return Err("--cert and --key go together".into());
@@ -317,6 +339,9 @@ mod tests {
         assert!(run(&["--turn-ports", "0-4"]).is_err());
         assert!(run(&["--turn-kbps", "0"]).is_err());
         assert!(run(&["--outbox-bytes", "1000"]).is_err());
+        assert!(run(&["--admin-key", "short"]).is_err());
+        let c = run(&["--admin-key", "0123456789abcdef"]).unwrap();
+        assert_eq!(c.admin_key.as_deref(), Some("0123456789abcdef"));
         assert!(run(&["--outbox-bytes", "1000", "--max-message", "500"]).is_ok());
     }
 }

@@ -31,6 +31,10 @@ pub struct Head {
     pub ws_key: Option<String>,
     pub ws_version: Option<String>,
     pub if_none_match: Option<String>,
+    /// `Authorization`: the owner's pages take the admin key as a bearer token.
+    pub authorization: Option<String>,
+    /// `Accept-Language`: the set-up page speaks Korean or English.
+    pub accept_language: Option<String>,
     pub close: bool,
     /// A `Transfer-Encoding`, or a `Content-Length` other than exactly `0`. No request
     /// here has a body, so such a request is refused and the connection closed: its
@@ -111,6 +115,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
             head.ws_version = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("if-none-match") {
             head.if_none_match = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.authorization = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("accept-language") {
+            head.accept_language = Some(value.to_owned());
         }
     }
     Ok(Some((head, len)))
@@ -422,6 +430,7 @@ fn reason(status: u16) -> &'static str {
         301 => "Moved Permanently",
         304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -500,6 +509,21 @@ pub struct HttpCtx<'a> {
     pub allowed_origins: &'a [String],
     /// `/healthz` body, computed lazily.
     pub health: &'a dyn Fn() -> String,
+    /// The local CA's SHA-256 fingerprint, for the set-up page.
+    pub fingerprint: Option<&'a str>,
+    /// The plain-HTTP port, if any: the set-up page's QR code points there.
+    pub plain_port: Option<u16>,
+    /// `--admin-key`; without one the owner's pages are not served.
+    pub admin_key: Option<&'a str>,
+    /// The owner's `/status.json` or `/metrics` body, computed lazily once the key passed.
+    pub owner: &'a dyn Fn(Owner) -> String,
+}
+
+/// What the owner asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Status,
+    Metrics,
 }
 
 /// The routing decision for one request.
@@ -523,6 +547,10 @@ pub enum Port {
 /// The set-up guide, `www/guide.html`, is filled in per request and is not served as a
 /// static file.
 const GUIDE: &str = "guide.html";
+/// The owner's page, served only at `/status` (with 401 and no data without the key).
+const STATUS_PAGE: &str = "status.html";
+/// What the plain port serves of `www/` besides the guide: its script and styles.
+const PLAIN_FILES: [&str; 2] = ["/setup.js", "/setup.css"];
 /// The most of a `--www` guide that is read.
 const GUIDE_MAX_BYTES: u64 = 64 * 1024;
 
@@ -564,9 +592,24 @@ pub fn route(head: &Head, ctx: &HttpCtx, port: Port) -> Route {
             None => Response::error(404),
         },
         (Port::Plain { .. }, "/") | (Port::Tls, "/setup") => match ctx.ca_pem {
-            Some(_) => guide(ctx.www, &https),
+            Some(_) => {
+                let setup_url = match (port, ctx.plain_port) {
+                    (Port::Plain { .. }, _) => format!("http://{host}/"),
+                    (Port::Tls, Some(80)) => format!("http://{}/", strip_port(host)),
+                    (Port::Tls, Some(p)) => format!("http://{}:{p}/", strip_port(host)),
+                    (Port::Tls, None) => format!("{https}/setup"),
+                };
+                let page = crate::setup::Page {
+                    https: &https,
+                    setup_url: &setup_url,
+                    fingerprint: ctx.fingerprint.unwrap_or(""),
+                    lang: crate::setup::lang(head.accept_language.as_deref()),
+                };
+                guide(ctx.www, &page)
+            }
             None => Response::error(404),
         },
+        (Port::Plain { .. }, p) if PLAIN_FILES.contains(&p) => static_file(head, host, ctx.www),
         (Port::Plain { .. }, _) => {
             let target = if head.target.starts_with('/') {
                 head.target.as_str()
@@ -579,6 +622,9 @@ pub fn route(head: &Head, ctx: &HttpCtx, port: Port) -> Route {
         (Port::Tls, "/healthz") => {
             Response::new(200, "application/json", (ctx.health)().into_bytes())
                 .header("Cache-Control", "no-store")
+        }
+        (Port::Tls, "/status" | "/status.json" | "/metrics" | "/qr.svg") => {
+            owner_route(head, host, ctx, path)
         }
         (Port::Tls, _) => static_file(head, host, ctx.www),
     };
@@ -624,7 +670,7 @@ pub fn switching_protocols(accept: &str) -> String {
 /// A file of the web client, with its ETag (304 when the client has it).
 fn static_file(head: &Head, host: &str, www: &Www) -> Response {
     let found = resolve_path(&head.target)
-        .filter(|rel| rel != GUIDE)
+        .filter(|rel| rel != GUIDE && rel != STATUS_PAGE)
         .and_then(|rel| Some((www.get(&rel)?, rel)));
     let Some(((body, etag), rel)) = found else {
         return Response::error(404);
@@ -638,9 +684,66 @@ fn static_file(head: &Head, host: &str, www: &Www) -> Response {
     r
 }
 
-/// The set-up guide with the HTTPS origin filled in. The origin comes from a `Host` that
-/// [`valid_host`] accepted, so it holds nothing HTML would read as markup.
-fn guide(www: &Www, https_origin: &str) -> Response {
+/// The owner's endpoints: not served without `--admin-key`; 401 with nothing of the
+/// appliance's state without the key (`/status` then is the page that asks for it).
+fn owner_route(head: &Head, host: &str, ctx: &HttpCtx, path: &str) -> Response {
+    let Some(key) = ctx.admin_key else {
+        return Response::error(404);
+    };
+    let authorized = crate::owner::authorized(head.authorization.as_deref(), Some(key));
+    let denied = || {
+        Response::error(401)
+            .header("WWW-Authenticate", "Bearer realm=\"intercomd\"")
+            .header("Cache-Control", "no-store")
+    };
+    let resp = match path {
+        "/status" => {
+            let Some((body, _)) = ctx.www.get(STATUS_PAGE) else {
+                return Response::error(404);
+            };
+            let status = if authorized { 200 } else { 401 };
+            let r = Response::new(status, "text/html; charset=utf-8", body)
+                .header("Content-Security-Policy", csp(host));
+            if authorized {
+                r
+            } else {
+                r.header("WWW-Authenticate", "Bearer realm=\"intercomd\"")
+            }
+        }
+        _ if !authorized => return denied(),
+        "/status.json" => Response::new(
+            200,
+            "application/json",
+            (ctx.owner)(Owner::Status).into_bytes(),
+        ),
+        "/metrics" => Response::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            (ctx.owner)(Owner::Metrics).into_bytes(),
+        ),
+        _ => {
+            let text = query_param(&head.target, "text");
+            match text.as_deref().and_then(crate::setup::qr_svg) {
+                Some(svg) => Response::new(200, "image/svg+xml", svg.into_bytes()),
+                None => Response::error(400),
+            }
+        }
+    };
+    resp.header("Cache-Control", "no-store")
+}
+
+/// The percent-decoded value of `name` in the target's query (`+` stays `+`: the page
+/// encodes with `encodeURIComponent`).
+fn query_param(target: &str, name: &str) -> Option<String> {
+    let (_, query) = target.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .and_then(percent_decode)
+}
+
+/// The set-up guide filled in for this request (see `setup.rs`).
+fn guide(www: &Www, p: &crate::setup::Page) -> Response {
     let page = match www.get(GUIDE) {
         Some((Body::Bytes(page), _)) => String::from_utf8_lossy(&page).into_owned(),
         Some((Body::File(file, _), _)) => {
@@ -652,11 +755,9 @@ fn guide(www: &Www, https_origin: &str) -> Response {
         }
         None => return Response::error(404),
     };
-    let page = page.replace("{https}", https_origin);
-    Response::new(200, "text/html; charset=utf-8", page.into_bytes()).header(
-        "Content-Security-Policy",
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-    )
+    let page = crate::setup::fill(&page, p);
+    Response::new(200, "text/html; charset=utf-8", page.into_bytes())
+        .header("Content-Security-Policy", crate::setup::csp(p.https))
 }
 
 /// `host:port` → `host`, keeping bracketed IPv6 literals whole.
@@ -813,6 +914,22 @@ mod tests {
         ] {
             assert!(!valid_ws_key(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        let t = "/qr.svg?x=1&text=https%3A%2F%2Fpi.local%2F%3Fname%3D%EC%A3%BC&y=2";
+        assert_eq!(
+            query_param(t, "text").as_deref(),
+            Some("https://pi.local/?name=주")
+        );
+        assert_eq!(query_param("/qr.svg?texts=a", "text"), None);
+        assert_eq!(query_param("/qr.svg?text=%zz", "text"), None);
+        assert_eq!(query_param("/qr.svg", "text"), None);
+        assert_eq!(
+            query_param("/qr.svg?text=a+b", "text").as_deref(),
+            Some("a+b")
+        );
     }
 
     #[test]

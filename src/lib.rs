@@ -6,15 +6,19 @@
 
 pub(crate) mod clock;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod mobileconfig;
 pub mod notify;
+pub mod owner;
 pub(crate) mod peers;
 pub mod protocol;
 pub(crate) mod relay;
 pub mod server;
 pub mod session;
+pub mod setup;
 pub(crate) mod slots;
 pub mod stations;
 pub mod stun;

@@ -6,9 +6,16 @@
 //! came from, are written as `\u{..}` escapes, so a peer-supplied string can never start
 //! a forged journal entry. Other crates' records (the WebSocket library logs whole
 //! frames, access keys and tokens included, at trace) are dropped below warn.
+//!
+//! This program's lines at info and above also go to the owner's page (`events.rs`),
+//! whatever `--log-level` says: a quieter journal does not empty the page.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What `--log-level` asked for: lines above it are not written (`LevelFilter as usize`).
+static WRITTEN: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
 
 struct Logger {
     journal: bool,
@@ -21,7 +28,8 @@ static PLAIN: Logger = Logger { journal: false };
 pub fn init(level: LevelFilter) {
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let _ = log::set_logger(if journal { &JOURNAL } else { &PLAIN });
-    log::set_max_level(level);
+    WRITTEN.store(level as usize, Ordering::Relaxed);
+    log::set_max_level(level.max(LevelFilter::Info));
 }
 
 /// `text` with every control character escaped.
@@ -86,6 +94,13 @@ impl Log for Logger {
             return;
         }
         let text = one_line(record.args().to_string());
+        let ours = record.target().starts_with("intercomd");
+        if ours && record.level() <= Level::Info {
+            crate::events::record(record.level(), &text);
+        }
+        if record.level() as usize > WRITTEN.load(Ordering::Relaxed) {
+            return;
+        }
         let line = if self.journal {
             format!("<{}>{text}\n", priority(record.level()))
         } else {

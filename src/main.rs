@@ -15,7 +15,11 @@ use std::time::Instant;
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let cfg = match config::parse(std::env::args_os().skip(1)) {
+    // INTERCOMD_ADMIN_KEY (the package's key file, through the unit) is an --admin-key
+    // that a flag on the command line overrides.
+    let env_key = std::env::var_os("INTERCOMD_ADMIN_KEY").filter(|k| !k.is_empty());
+    let from_env = env_key.into_iter().flat_map(|k| ["--admin-key".into(), k]);
+    let cfg = match config::parse(from_env.chain(std::env::args_os().skip(1))) {
         Ok(Command::Run(cfg)) => *cfg,
         Ok(Command::Help) => {
             let cap = intercomd::CAPACITY.to_string();

@@ -5,7 +5,7 @@
 //! by name with a linear scan, which at these sizes costs less than hashing. Methods are
 //! synchronous; callers hold the `RefCell` borrow only for the duration of one call.
 
-use crate::protocol::{Name, Status};
+use crate::protocol::{Features, Groups, Name, Status};
 use std::time::Instant;
 
 /// Table capacity, a build-time setting: `INTERCOMD_CAPACITY=256 cargo build`.
@@ -60,31 +60,41 @@ pub enum Call {
         peer: Name,
         until: Instant,
     },
-    /// Ringing, `peer` called us.
+    /// Ringing, `peer` called us: alone (`group` none), or as a member of `group`.
     Incoming {
         peer: Name,
+        group: Option<Name>,
     },
     /// Accepted call with `peer`.
     Active {
         peer: Name,
     },
+    /// We ring `group` (a group or `*`) until `until`; the ringing members are the
+    /// peers whose call is `Incoming` from us with that group.
+    Ringing {
+        group: Name,
+        until: Instant,
+    },
+    /// We page `group` until `until`; the listeners are the peers `Listening` to us.
+    Paging {
+        group: Name,
+        until: Instant,
+    },
+    /// We hear a page from `peer` to `group`.
+    Listening {
+        peer: Name,
+        group: Name,
+    },
 }
 
 impl Call {
-    /// The partner of a ringing or active call.
-    pub fn partner(&self) -> Option<&Name> {
+    /// When this ring or page runs out, if it can.
+    pub fn deadline(&self) -> Option<Instant> {
         match self {
-            Call::Idle => None,
-            Call::Outgoing { peer, .. } | Call::Incoming { peer } | Call::Active { peer } => {
-                Some(peer)
-            }
-        }
-    }
-
-    pub fn status(&self) -> Status {
-        match self {
-            Call::Idle => Status::Online,
-            _ => Status::Busy,
+            Call::Outgoing { until, .. }
+            | Call::Ringing { until, .. }
+            | Call::Paging { until, .. } => Some(*until),
+            _ => None,
         }
     }
 }
@@ -98,6 +108,69 @@ pub struct Peer<L> {
     pub conn: ConnId,
     pub link: L,
     pub call: Call,
+    pub groups: Groups,
+    /// Do-not-disturb: looked at only when a call, group ring or page starts.
+    pub dnd: bool,
+    pub features: Features,
+    /// Set by the relay on the receivers of one message for several peers (see
+    /// `relay::To::Marked`); the next event that marks clears it.
+    pub marked: bool,
+    /// Group rings and pages this station may still start now (see [`FanOuts`]).
+    pub fan_outs: FanOuts,
+}
+
+/// A token bucket for starting group rings and pages: each one costs every station a
+/// `peers` list, so one station may start [`FanOuts::BURST`] in a row, then one every
+/// [`FanOuts::EVERY`].
+#[derive(Debug, Clone, Copy)]
+pub struct FanOuts {
+    tokens: f32,
+    at: Instant,
+}
+
+impl FanOuts {
+    pub const BURST: f32 = 5.0;
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub fn new(now: Instant) -> Self {
+        FanOuts {
+            tokens: Self::BURST,
+            at: now,
+        }
+    }
+
+    /// Whether one may start at `now` (nothing is spent: see [`FanOuts::spend`]).
+    pub fn ready(&mut self, now: Instant) -> bool {
+        let earned =
+            now.saturating_duration_since(self.at).as_secs_f32() / Self::EVERY.as_secs_f32();
+        self.tokens = (self.tokens + earned).min(Self::BURST);
+        self.at = self.at.max(now);
+        self.tokens >= 1.0
+    }
+
+    pub fn spend(&mut self) {
+        self.tokens -= 1.0;
+    }
+}
+
+impl<L> Peer<L> {
+    /// Busy in any call, ring or page; otherwise idle: `dnd` or `online`.
+    pub fn status(&self) -> Status {
+        match (&self.call, self.dnd) {
+            (Call::Idle, false) => Status::Online,
+            (Call::Idle, true) => Status::Dnd,
+            _ => Status::Busy,
+        }
+    }
+
+    pub fn idle(&self) -> bool {
+        self.call == Call::Idle
+    }
+
+    /// A member of `group` (`*`: everyone).
+    pub fn in_group(&self, group: &str) -> bool {
+        group == crate::protocol::EVERYONE || self.groups.iter().any(|g| g == group)
+    }
 }
 
 /// The peer table. `N` is the capacity; `limit` (≤ N) is the runtime `--max-peers`.
@@ -125,6 +198,10 @@ impl<L, const N: usize> Peers<L, N> {
 
     pub fn iter(&self) -> impl Iterator<Item = &Peer<L>> {
         self.list.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Peer<L>> {
+        self.list.iter_mut()
     }
 
     pub fn by_conn(&self, conn: ConnId) -> Option<&Peer<L>> {
@@ -173,6 +250,11 @@ mod tests {
             conn,
             link: (),
             call: Call::Idle,
+            groups: Groups::new(),
+            dnd: false,
+            features: Features::default(),
+            marked: false,
+            fan_outs: FanOuts::new(Instant::now()),
         }
     }
 

@@ -21,6 +21,33 @@ pub const MAX_REASON_BYTES: usize = 32;
 
 /// A peer name as it lives in the table: bounded, no heap.
 pub type Name = heapless::String<MAX_NAME_BYTES>;
+/// Groups one station may belong to.
+pub const MAX_GROUPS: usize = 8;
+/// A station's groups, distinct, in the order first given. Group names follow the name
+/// rules, are compared byte for byte, and are never `*` (which means every station).
+pub type Groups = heapless::Vec<Name, MAX_GROUPS>;
+/// The group that means every station.
+pub const EVERYONE: &str = "*";
+/// What this server offers beyond v1, announced in `registered.features`.
+pub const FEATURES: [&str; 4] = ["groups", "dnd", "preview", "page"];
+
+/// What a client declared it handles (`register.features`); unknown words are ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// It plays pages: only such stations are ever paged.
+    pub page: bool,
+    /// It shows the caller before answering: only such callees get signals while ringing.
+    pub preview: bool,
+}
+
+/// Who a `call` or `hangup` is for.
+#[derive(Debug)]
+pub enum Target<'a> {
+    /// One station, by name.
+    Peer(Cow<'a, str>),
+    /// A group name or `*`, not yet checked (an invalid one is `group_invalid`).
+    Group(Cow<'a, str>),
+}
 
 /// One decoded client message.
 #[derive(Debug)]
@@ -29,16 +56,28 @@ pub enum ClientMsg<'a> {
         name: Cow<'a, str>,
         token: Option<Cow<'a, str>>,
         key: Option<Cow<'a, str>>,
+        /// Still raw: an invalid list is `group_invalid`, checked after the key and name.
+        groups: Option<&'a RawValue>,
+        dnd: bool,
+        features: Features,
     },
     Call {
-        to: Cow<'a, str>,
+        target: Target<'a>,
     },
     Accept {
         to: Cow<'a, str>,
     },
     Hangup {
-        to: Cow<'a, str>,
+        target: Target<'a>,
         reason: Option<Cow<'a, str>>,
+    },
+    /// Do-not-disturb on or off.
+    Status {
+        dnd: bool,
+    },
+    /// Start a page to a group (or `*`).
+    Page {
+        group: Cow<'a, str>,
     },
     Signal {
         to: Cow<'a, str>,
@@ -75,6 +114,12 @@ pub enum ErrorCode {
     TooLarge,
     /// Over the inbound message rate.
     RateLimited,
+    /// `groups` in `register`, or a `group` in `call`/`page`/`hangup`, is not valid.
+    GroupInvalid,
+    /// `call` to an idle station in do-not-disturb.
+    Dnd,
+    /// A group `call` or `page` found nobody to ring or page (the error lists why).
+    NoOneAvailable,
 }
 
 impl ErrorCode {
@@ -93,6 +138,9 @@ impl ErrorCode {
             ErrorCode::NoCall => "no_call",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::GroupInvalid => "group_invalid",
+            ErrorCode::Dnd => "dnd",
+            ErrorCode::NoOneAvailable => "no_one_available",
         }
     }
 
@@ -114,6 +162,11 @@ impl ErrorCode {
             ErrorCode::NoCall => "no call with that peer",
             ErrorCode::TooLarge => "message too large",
             ErrorCode::RateLimited => "too many messages",
+            ErrorCode::GroupInvalid => {
+                "groups: at most 8 distinct names, each a valid name other than \"*\""
+            }
+            ErrorCode::Dnd => "do not disturb",
+            ErrorCode::NoOneAvailable => "no one in the group is available",
         }
     }
 }
@@ -145,6 +198,14 @@ struct Envelope<'a> {
     reason: Option<&'a RawValue>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    group: Option<&'a RawValue>,
+    #[serde(borrow)]
+    groups: Option<&'a RawValue>,
+    #[serde(borrow)]
+    dnd: Option<&'a RawValue>,
+    #[serde(borrow)]
+    features: Option<&'a RawValue>,
 }
 
 /// Decode one text frame. On failure the error carries the `id` if it was a valid u32.
@@ -167,14 +228,45 @@ pub fn decode(text: &str) -> Result<(Option<u32>, ClientMsg<'_>), DecodeError> {
     };
     let string = |raw, detail| req_str(raw, id, detail);
     let opt_string = |raw, detail| opt_str(raw, id, detail);
+    // Exactly one of `to` and `group`.
+    let target = || -> Result<Target, DecodeError> {
+        let to = opt_string(env.to, "to must be a string")?;
+        let group = opt_string(env.group, "group must be a string")?;
+        match (to, group) {
+            (Some(to), None) => Ok(Target::Peer(to)),
+            (None, Some(group)) => Ok(Target::Group(group)),
+            _ => Err(DecodeError {
+                id,
+                detail: "exactly one of to and group is required",
+            }),
+        }
+    };
     let msg = match &*ty {
         "register" => ClientMsg::Register {
             name: string(env.name, "name must be a string")?,
             token: opt_string(env.token, "token must be a string")?,
             key: opt_string(env.key, "key must be a string")?,
+            groups: env.groups.filter(|g| g.get() != "null"),
+            dnd: opt::<bool>(env.dnd)
+                .map_err(|()| DecodeError {
+                    id,
+                    detail: "dnd must be a boolean",
+                })?
+                .unwrap_or(false),
+            features: features(env.features).map_err(|()| DecodeError {
+                id,
+                detail: "features must be an array of strings",
+            })?,
         },
-        "call" => ClientMsg::Call {
-            to: string(env.to, "to must be a string")?,
+        "call" => ClientMsg::Call { target: target()? },
+        "status" => ClientMsg::Status {
+            dnd: opt::<bool>(env.dnd).ok().flatten().ok_or(DecodeError {
+                id,
+                detail: "dnd must be a boolean",
+            })?,
+        },
+        "page" => ClientMsg::Page {
+            group: string(env.group, "group must be a string")?,
         },
         "accept" => ClientMsg::Accept {
             to: string(env.to, "to must be a string")?,
@@ -191,7 +283,7 @@ pub fn decode(text: &str) -> Result<(Option<u32>, ClientMsg<'_>), DecodeError> {
                 return bad(id, "reason must not contain control characters");
             }
             ClientMsg::Hangup {
-                to: string(env.to, "to must be a string")?,
+                target: target()?,
                 reason,
             }
         }
@@ -206,6 +298,77 @@ pub fn decode(text: &str) -> Result<(Option<u32>, ClientMsg<'_>), DecodeError> {
         _ => return bad(id, "unknown type"),
     };
     Ok((id, msg))
+}
+
+/// `register.features`: absent, `null`, or an array of strings (unknown words ignored).
+/// Reads the array element by element: nothing is kept but the words it knows.
+fn features(raw: Option<&RawValue>) -> Result<Features, ()> {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    struct Words;
+    impl<'de> Visitor<'de> for Words {
+        type Value = Features;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of strings")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Features, A::Error> {
+            let mut f = Features::default();
+            while let Some(word) = seq.next_element::<Cow<'de, str>>()? {
+                match &*word {
+                    "page" => f.page = true,
+                    "preview" => f.preview = true,
+                    _ => {}
+                }
+            }
+            Ok(f)
+        }
+    }
+    match raw {
+        None => Ok(Features::default()),
+        Some(raw) if raw.get() == "null" => Ok(Features::default()),
+        Some(raw) => {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            de.deserialize_seq(Words).map_err(|_| ())
+        }
+    }
+}
+
+/// Whether `group` may be called or paged: a valid name, or `*`.
+pub fn valid_group_target(group: &str) -> bool {
+    group == EVERYONE || valid_name(group)
+}
+
+/// `register.groups`: an array of at most [`MAX_GROUPS`] distinct valid names other
+/// than `*` (duplicates collapse, first occurrence kept). `None` is `group_invalid`.
+/// Stops reading at the first entry that makes the list invalid.
+pub fn groups(raw: Option<&RawValue>) -> Option<Groups> {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    struct List;
+    impl<'de> Visitor<'de> for List {
+        type Value = Option<Groups>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of group names")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut list = Groups::new();
+            while let Some(entry) = seq.next_element::<Cow<'de, str>>()? {
+                let Some(name) = Name::try_from(&*entry)
+                    .ok()
+                    .filter(|n| valid_name(n) && n != EVERYONE)
+                else {
+                    return Ok(None);
+                };
+                if !list.contains(&name) && list.push(name).is_err() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(list))
+        }
+    }
+    let Some(raw) = raw else {
+        return Some(Groups::new());
+    };
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_seq(List).ok().flatten()
 }
 
 fn req_str<'a>(
@@ -353,6 +516,8 @@ fn tail_id(b: &[u8]) -> Option<u32> {
 pub enum Status {
     Online,
     Busy,
+    /// Idle, in do-not-disturb.
+    Dnd,
     Offline,
 }
 
@@ -361,6 +526,7 @@ pub enum Status {
 pub struct PeerInfo<'a> {
     pub name: &'a str,
     pub status: Status,
+    pub groups: &'a [Name],
 }
 
 /// One server message. Serialized once, then shared by every recipient.
@@ -377,6 +543,11 @@ pub enum ServerMsg<'a> {
         /// Whether registering needs an access key (`--access-key`): a web kiosk
         /// auto-answers only on a keyed appliance.
         keyed: bool,
+        features: &'a [&'a str],
+        /// The station's own groups and do-not-disturb, as the server keeps them (a
+        /// resume keeps the earlier ones).
+        groups: &'a [Name],
+        dnd: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<u32>,
     },
@@ -388,10 +559,16 @@ pub enum ServerMsg<'a> {
         id: Option<u32>,
         code: &'static str,
         message: &'a str,
+        /// `no_one_available`: the other members that are busy, and those in DND.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        busy: Option<&'a [&'a str]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dnd: Option<&'a [&'a str]>,
     },
     Peer {
         name: &'a str,
         status: Status,
+        groups: &'a [Name],
     },
     /// Everyone else and their status, replacing what the client knows: sent instead of
     /// `peer` updates that found the client's outbox full.
@@ -400,13 +577,41 @@ pub enum ServerMsg<'a> {
     },
     Call {
         from: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<&'a str>,
     },
     Accept {
         from: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<&'a str>,
     },
+    /// To a station: `from` set. To the caller of a group ring or a pager whose ring or
+    /// page ended: `group` set instead.
     Hangup {
-        from: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<&'a str>,
         reason: &'a str,
+    },
+    /// To the caller of a group ring: who is ringing (carries the call's `id` once).
+    Ringing {
+        group: &'a str,
+        to: &'a [&'a str],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+    },
+    /// To a pager: who is listening (carries the page's `id` once).
+    Paging {
+        group: &'a str,
+        to: &'a [&'a str],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+    },
+    /// To a listener: a page from `from` to `group` started.
+    Page {
+        from: &'a str,
+        group: &'a str,
     },
     Signal {
         from: &'a str,
@@ -421,6 +626,8 @@ impl ServerMsg<'_> {
             id,
             code: code.as_str(),
             message: code.message(),
+            busy: None,
+            dnd: None,
         }
     }
 
@@ -507,7 +714,7 @@ mod tests {
         let (id, m) = decode(r#"{"type":"register","name":"주방","id":7}"#).unwrap();
         assert_eq!(id, Some(7));
         assert!(
-            matches!(m, ClientMsg::Register { name, token: None, key: None } if name == "주방")
+            matches!(m, ClientMsg::Register { name, token: None, key: None, .. } if name == "주방")
         );
         let (_, m) =
             decode(r#"{"type":"signal","to":"a","data":{"sdp":"x\ny"},"from":"z"}"#).unwrap();
@@ -518,6 +725,78 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn groups_features_and_targets() {
+        let g = |json: &str| groups(Some(&*RawValue::from_string(json.into()).unwrap()));
+        let list = g(r#"["b","a","b","주방"]"#).unwrap();
+        assert_eq!(list.as_slice(), ["b", "a", "주방"]);
+        assert_eq!(
+            g(r#"["1","2","3","4","5","6","7","8","8","1"]"#)
+                .unwrap()
+                .len(),
+            8
+        );
+        for bad in [
+            r#"["1","2","3","4","5","6","7","8","9"]"#,
+            r#"["*"]"#,
+            r#"[" a"]"#,
+            r#"[""]"#,
+            r#"[1]"#,
+            r#"["a",null]"#,
+            r#""a""#,
+            r#"{"a":1}"#,
+            "true",
+        ] {
+            assert!(g(bad).is_none(), "{bad}");
+        }
+        assert!(groups(None).unwrap().is_empty());
+
+        let (_, m) = decode(
+            r#"{"type":"register","name":"a","groups":["x"],"dnd":true,"features":["page","later",
+            "preview"]}"#,
+        )
+        .unwrap();
+        let ClientMsg::Register {
+            groups: Some(raw),
+            dnd: true,
+            features,
+            ..
+        } = m
+        else {
+            panic!("{m:?}")
+        };
+        assert_eq!(raw.get(), r#"["x"]"#);
+        assert_eq!(
+            features,
+            Features {
+                page: true,
+                preview: true
+            }
+        );
+        // Mistyped dnd or features are bad messages; a bad group list is not (yet).
+        for bad in [
+            r#"{"type":"register","name":"a","dnd":1,"id":4}"#,
+            r#"{"type":"register","name":"a","features":"page","id":4}"#,
+            r#"{"type":"register","name":"a","features":[1],"id":4}"#,
+            r#"{"type":"status","id":4}"#,
+            r#"{"type":"status","dnd":"on","id":4}"#,
+            r#"{"type":"call","id":4}"#,
+            r#"{"type":"call","to":"a","group":"b","id":4}"#,
+            r#"{"type":"call","group":7,"id":4}"#,
+            r#"{"type":"hangup","id":4}"#,
+            r#"{"type":"page","id":4}"#,
+        ] {
+            assert_eq!(decode(bad).unwrap_err().id, Some(4), "{bad}");
+        }
+        assert!(decode(r#"{"type":"register","name":"a","groups":7}"#).is_ok());
+        let (_, m) = decode(r#"{"type":"call","group":" x"}"#).unwrap();
+        assert!(matches!(m, ClientMsg::Call { target: Target::Group(g) } if g == " x"));
+        let (_, m) = decode(r#"{"type":"hangup","group":"*","reason":"r"}"#).unwrap();
+        assert!(matches!(m, ClientMsg::Hangup { target: Target::Group(g), .. } if g == "*"));
+        let (_, m) = decode(r#"{"type":"status","dnd":false}"#).unwrap();
+        assert!(matches!(m, ClientMsg::Status { dnd: false }));
     }
 
     #[test]

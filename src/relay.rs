@@ -1,12 +1,19 @@
 //! Relay decisions, as pure functions over the peer table: "connection C sent frame F"
 //! becomes an [`Outcome`]: at most one reply to C, and a short list of [`Effect`]s
-//! (deliver to B, tell everyone, cut a replaced connection). Every protocol rule lives
-//! here — the order of checks, the rate and binary-frame refusals, registration, calls,
-//! ring deadlines — so each is unit-testable without sockets; `session.rs` decodes
+//! (deliver to B, to the members of a ring, tell everyone, cut a replaced connection).
+//! Every protocol rule lives here — the order of checks, the rate and binary-frame
+//! refusals, registration, calls, group rings, pages, do-not-disturb, presence, ring and
+//! page deadlines — so each is unit-testable without sockets; `session.rs` decodes
 //! nothing and decides nothing, it carries outcomes out.
+//!
+//! Every state lives in the table: a group ring is the caller's `Ringing` plus each
+//! member's `Incoming` naming the caller, a page the pager's `Paging` plus each
+//! listener's `Listening`. Nothing is allocated per ring or page beyond its messages.
 
-use crate::peers::{Call, ConnId, Peer, Peers, Token};
-use crate::protocol::{ClientMsg, ErrorCode, Name, PeerInfo, ServerMsg, Status, decode, peek_id};
+use crate::peers::{Call, ConnId, FanOuts, Peer, Peers, Token};
+use crate::protocol::{
+    self, ClientMsg, ErrorCode, Name, PeerInfo, ServerMsg, Status, Target, decode, peek_id,
+};
 use serde_json::value::RawValue;
 use std::time::{Duration, Instant};
 
@@ -15,6 +22,10 @@ use std::time::{Duration, Instant};
 pub enum To {
     /// One registered peer.
     Peer(Name),
+    /// Every peer whose `marked` flag is set: the members of a ring or the listeners of
+    /// a page, marked by the event that produced this effect (one such message per
+    /// event; the next event that marks clears the flags first).
+    Marked,
     /// Every registered peer but this one: presence, which a full outbox may drop
     /// (the receiver then gets a [`roster`]).
     AllExcept(Name),
@@ -25,11 +36,15 @@ pub enum To {
 pub enum Effect<L> {
     /// Queue `text` for `to`.
     Send { to: To, text: String },
+    /// Presence for an event that changed three or more statuses: every registered
+    /// peer gets its own [`roster`] (with the same drop rule as `AllExcept`).
+    Rosters,
     /// Close a connection that a resume replaced (4001 "replaced").
     Replace(L),
 }
 
-/// At most: delivery, two presence broadcasts per side of a call, a replacement.
+/// At most: a reply-like message to a partner, one to the marked, presence (two `peer`
+/// messages or one `Rosters`), a replacement.
 pub type Effects<L> = heapless::Vec<Effect<L>, 8>;
 
 /// One frame as it arrived, with the session's rate verdict.
@@ -46,6 +61,7 @@ pub struct Ctx<'a> {
     pub access_key: Option<&'a str>,
     pub ice_servers: &'a RawValue,
     pub ring_timeout: Duration,
+    pub page_timeout: Duration,
     pub now: Instant,
     /// Makes a resume token; called only when a new name registers.
     pub fresh_token: &'a dyn Fn() -> Token,
@@ -54,13 +70,14 @@ pub struct Ctx<'a> {
 /// The answer to one frame.
 #[derive(Debug)]
 pub struct Outcome<L> {
-    /// At most one message back to the sender (`ack`, `error`, `registered`).
+    /// At most one message back to the sender (`ack`, `error`, `registered`,
+    /// `ringing`, `paging`).
     pub reply: Option<String>,
     /// Everything for others.
     pub effects: Effects<L>,
     /// The frame was a `register` with a wrong or missing access key.
     pub wrong_key: bool,
-    /// A ring started: the deadline clock must look again.
+    /// A ring or page started: the deadline clock must look again.
     pub ring_started: bool,
 }
 
@@ -82,6 +99,19 @@ impl<L> Outcome<L> {
         };
         self
     }
+
+    /// `bad_message` with what was wrong.
+    fn refuse(mut self, id: Option<u32>, detail: &str) -> Self {
+        let err = ServerMsg::Error {
+            id,
+            code: ErrorCode::BadMessage.as_str(),
+            message: detail,
+            busy: None,
+            dnd: None,
+        };
+        self.reply = Some(err.encode());
+        self
+    }
 }
 
 /// Compare secrets in constant time (lengths are hashed away first).
@@ -90,30 +120,119 @@ fn secret_eq(a: &str, b: &str) -> bool {
     openssl::memcmp::eq(&sha256(a.as_bytes()), &sha256(b.as_bytes()))
 }
 
-fn push<L>(effects: &mut Effects<L>, effect: Effect<L>) {
-    // Capacity covers the largest case above; a miss would be a bug in this file.
-    let pushed = effects.push(effect);
-    debug_assert!(pushed.is_ok(), "effect list too short");
-}
-
-fn send<L>(effects: &mut Effects<L>, to: To, msg: &ServerMsg) {
-    push(
-        effects,
-        Effect::Send {
-            to,
-            text: msg.encode(),
-        },
-    );
-}
-
-fn presence<L>(effects: &mut Effects<L>, name: &Name, status: Status) {
-    let msg = ServerMsg::Peer { name, status };
-    send(effects, To::AllExcept(name.clone()), &msg);
-}
-
 /// A message with a name that cannot be in the table (too long) matches no one.
 fn name_of(s: &str) -> Option<Name> {
     Name::try_from(s).ok()
+}
+
+/// One event (a frame, a deadline, a disconnect) in progress: the table, the effects so
+/// far, and the status every touched station had before, so presence announces exactly
+/// what changed when the event is over.
+struct Event<'a, L, const N: usize> {
+    peers: &'a mut Peers<L, N>,
+    effects: Effects<L>,
+    before: heapless::Vec<(Name, Status), N>,
+    /// A station that left during this event, for the groups in its `offline`.
+    gone: Option<Peer<L>>,
+}
+
+impl<'a, L, const N: usize> Event<'a, L, N> {
+    fn new(peers: &'a mut Peers<L, N>) -> Self {
+        Event {
+            peers,
+            effects: Effects::new(),
+            before: heapless::Vec::new(),
+            gone: None,
+        }
+    }
+
+    fn status_of(&self, name: &str) -> Status {
+        self.peers
+            .by_name(name)
+            .map_or(Status::Offline, Peer::status)
+    }
+
+    /// Remember `name`'s status before this event touches it (once).
+    fn note(&mut self, name: &str) {
+        if self.before.iter().any(|(n, _)| n == name) {
+            return;
+        }
+        if let Some(n) = name_of(name) {
+            let status = self.status_of(name);
+            // Every noted name is in the table, which holds at most N.
+            let _ = self.before.push((n, status));
+        }
+    }
+
+    fn set_call(&mut self, name: &str, call: Call) {
+        self.note(name);
+        self.peers.set_call(name, call);
+    }
+
+    fn push(&mut self, effect: Effect<L>) {
+        // Capacity covers the largest case above; a miss would be a bug in this file.
+        let pushed = self.effects.push(effect);
+        debug_assert!(pushed.is_ok(), "effect list too short");
+    }
+
+    fn send(&mut self, to: To, msg: &ServerMsg) {
+        let text = msg.encode();
+        self.push(Effect::Send { to, text });
+    }
+
+    /// Mark exactly the peers `pick` chooses and make each of them idle; whether any was.
+    fn take_marked(&mut self, pick: impl Fn(&Peer<L>) -> bool) -> bool {
+        let mut any = false;
+        let mut names: heapless::Vec<Name, N> = heapless::Vec::new();
+        for p in self.peers.iter_mut() {
+            p.marked = pick(p);
+            if p.marked {
+                any = true;
+                let _ = names.push(p.name.clone());
+            }
+        }
+        for name in &names {
+            self.set_call(name, Call::Idle);
+        }
+        any
+    }
+
+    /// Presence for everything this event changed: nothing, a `peer` message per
+    /// changed station (one or two), or everyone's roster (three or more).
+    fn finish(mut self) -> Effects<L> {
+        let changed = self
+            .before
+            .iter()
+            .filter(|(n, was)| self.status_of(n) != *was)
+            .count();
+        if changed >= 3 {
+            self.push(Effect::Rosters);
+        } else if changed > 0 {
+            let before = std::mem::take(&mut self.before);
+            for (name, was) in &before {
+                let status = self.status_of(name);
+                if status == *was {
+                    continue;
+                }
+                let groups = match (self.peers.by_name(name), &self.gone) {
+                    (Some(p), _) => &p.groups,
+                    (None, Some(g)) if g.name == *name => &g.groups,
+                    _ => continue,
+                };
+                let text = ServerMsg::Peer {
+                    name,
+                    status,
+                    groups,
+                }
+                .encode();
+                self.push(Effect::Send {
+                    to: To::AllExcept(name.clone()),
+                    text,
+                });
+            }
+        }
+        self.effects
+    }
 }
 
 /// Connection `conn` (reached through `link`) sent `inbound`. Checks run in the order
@@ -140,78 +259,86 @@ pub fn handle<L: Clone, const N: usize>(
             return out.refuse(e.id, e.detail);
         }
     };
-    match &msg {
-        ClientMsg::Register { name, token, key } => {
-            let msg = (name.as_ref(), token.as_deref(), key.as_deref());
-            register(peers, ctx, conn, link, id, msg)
-        }
-        _ => match peers.by_conn(conn) {
-            None => out.answer(id, Err(ErrorCode::NotRegistered)),
-            Some(me) => {
-                let (me, my_call) = (me.name.clone(), me.call.clone());
-                let mut out = out;
-                let result = act(&mut out, peers, ctx, &me, &my_call, &msg);
-                out.answer(id, result)
-            }
-        },
+    if let ClientMsg::Register { .. } = msg {
+        return register(peers, ctx, conn, link, id, &msg);
     }
-}
-
-impl<L> Outcome<L> {
-    /// `bad_message` with what was wrong.
-    fn refuse(mut self, id: Option<u32>, detail: &str) -> Self {
-        let err = ServerMsg::Error {
-            id,
-            code: ErrorCode::BadMessage.as_str(),
-            message: detail,
-        };
-        self.reply = Some(err.encode());
-        self
+    let Some(me) = peers.by_conn(conn).map(|p| p.name.clone()) else {
+        return out.answer(id, Err(ErrorCode::NotRegistered));
+    };
+    let mut out = out;
+    let mut ev = Event::new(peers);
+    let result = act(&mut ev, ctx, &me, &msg, id);
+    out.ring_started = result.is_ok()
+        && matches!(msg, ClientMsg::Call { .. } | ClientMsg::Page { .. })
+        && ev
+            .peers
+            .by_name(&me)
+            .is_some_and(|p| p.call.deadline().is_some());
+    out.effects = ev.finish();
+    match result {
+        Ok(Some(text)) => {
+            out.reply = Some(text);
+            out
+        }
+        Ok(None) => out.answer(id, Ok(())),
+        Err(code) => out.answer(id, Err(code)),
     }
 }
 
 /// `register` from connection `conn`: check order `already_registered`, `unauthorized`,
-/// `name_invalid`, `name_taken`, `full`. A held name with its token is a resume.
+/// `name_invalid`, `group_invalid`, `name_taken`, `full`. A held name with its token is
+/// a resume, which keeps the station's groups, do-not-disturb and features.
 fn register<L: Clone, const N: usize>(
     peers: &mut Peers<L, N>,
     ctx: &Ctx,
     conn: ConnId,
     link: &L,
     id: Option<u32>,
-    (name, token, key): (&str, Option<&str>, Option<&str>),
+    msg: &ClientMsg,
 ) -> Outcome<L> {
+    let ClientMsg::Register {
+        name,
+        token,
+        key,
+        groups,
+        dnd,
+        features,
+    } = msg
+    else {
+        unreachable!("register() is called for register messages")
+    };
     let mut out = Outcome::new();
     if peers.by_conn(conn).is_some() {
         return out.answer(id, Err(ErrorCode::AlreadyRegistered));
     }
     if ctx
         .access_key
-        .is_some_and(|want| !key.is_some_and(|k| secret_eq(k, want)))
+        .is_some_and(|want| !key.as_deref().is_some_and(|k| secret_eq(k, want)))
     {
         out.wrong_key = true;
         return out.answer(id, Err(ErrorCode::Unauthorized));
     }
-    let Some(name) = name_of(name).filter(|_| crate::protocol::valid_name(name)) else {
+    let Some(name) = name_of(name).filter(|_| protocol::valid_name(name)) else {
         return out.answer(id, Err(ErrorCode::NameInvalid));
+    };
+    let Some(groups) = protocol::groups(*groups) else {
+        return out.answer(id, Err(ErrorCode::GroupInvalid));
     };
 
     if let Some(held) = peers.by_name_mut(&name) {
         // Resume: the same device takes its name back; nobody else sees a change.
-        if !token.is_some_and(|t| secret_eq(t, &held.token)) {
+        if !token.as_deref().is_some_and(|t| secret_eq(t, &held.token)) {
             return out.answer(id, Err(ErrorCode::NameTaken));
         }
         let old = std::mem::replace(&mut held.link, link.clone());
         let old_conn = std::mem::replace(&mut held.conn, conn);
         log::info!("{name} resumed (connection {old_conn} -> {conn})");
-        push(&mut out.effects, Effect::Replace(old));
+        let _ = out.effects.push(Effect::Replace(old));
         out.reply = registered(peers, ctx, &name, id);
         return out;
     }
     // `Door` while `door` is online: taken (resumes use the name exactly as registered).
-    if peers
-        .iter()
-        .any(|p| crate::protocol::same_name(&p.name, &name))
-    {
+    if peers.iter().any(|p| protocol::same_name(&p.name, &name)) {
         return out.answer(id, Err(ErrorCode::NameTaken));
     }
     let peer = Peer {
@@ -220,13 +347,20 @@ fn register<L: Clone, const N: usize>(
         conn,
         link: link.clone(),
         call: Call::Idle,
+        groups,
+        dnd: *dnd,
+        features: *features,
+        marked: false,
+        fan_outs: FanOuts::new(ctx.now),
     };
-    if peers.insert(peer).is_err() {
+    let mut ev = Event::new(peers);
+    ev.note(&name);
+    if ev.peers.insert(peer).is_err() {
         return out.answer(id, Err(ErrorCode::Full));
     }
-    log::info!("{name} registered ({} online)", peers.len());
+    log::info!("{name} registered ({} online)", ev.peers.len());
+    out.effects = ev.finish();
     out.reply = registered(peers, ctx, &name, id);
-    presence(&mut out.effects, &name, Status::Online);
     out
 }
 
@@ -239,18 +373,21 @@ fn registered<L, const N: usize>(
 ) -> Option<String> {
     let me = peers.by_name(name)?;
     let msg = ServerMsg::Registered {
-        protocol: crate::protocol::PROTOCOL_VERSION,
+        protocol: protocol::PROTOCOL_VERSION,
         name,
         token: &me.token,
         peers: &others(peers, name),
         ice_servers: ctx.ice_servers,
         keyed: ctx.access_key.is_some(),
+        features: &protocol::FEATURES,
+        groups: &me.groups,
+        dnd: me.dnd,
         id,
     };
     Some(msg.encode())
 }
 
-/// Everyone but `name`, with their status.
+/// Everyone but `name`, with their status and groups.
 fn others<'a, L, const N: usize>(
     peers: &'a Peers<L, N>,
     name: &str,
@@ -260,178 +397,529 @@ fn others<'a, L, const N: usize>(
         .filter(|p| p.name != name)
         .map(|p| PeerInfo {
             name: &p.name,
-            status: p.call.status(),
+            status: p.status(),
+            groups: &p.groups,
         })
         .collect()
 }
 
-/// The `peers` message for connection `conn`, whose outbox had no room for some
-/// presence update: the whole list, current as of now. `None` when `conn` holds no name.
+/// The `peers` message for connection `conn`: the whole list without its receiver,
+/// current as of now. `None` when `conn` holds no name.
 pub fn roster<L, const N: usize>(peers: &Peers<L, N>, conn: ConnId) -> Option<String> {
     let me = peers.by_conn(conn)?;
     let others = others(peers, &me.name);
     Some(ServerMsg::Peers { peers: &others }.encode())
 }
 
-/// A message other than `register` from registered peer `me`.
+/// A message other than `register` from registered peer `me`. `Ok(Some(text))` is a
+/// reply of its own in place of the `ack` (`ringing`, `paging`, or `no_one_available`
+/// with its lists).
 fn act<L, const N: usize>(
-    out: &mut Outcome<L>,
-    peers: &mut Peers<L, N>,
+    ev: &mut Event<L, N>,
     ctx: &Ctx,
     me: &Name,
-    my_call: &Call,
     msg: &ClientMsg,
-) -> Result<(), ErrorCode> {
-    let effects = &mut out.effects;
+    id: Option<u32>,
+) -> Result<Option<String>, ErrorCode> {
     match msg {
         ClientMsg::Register { .. } => Err(ErrorCode::AlreadyRegistered),
-        ClientMsg::Call { to } => {
-            call(effects, peers, me, my_call, to, ctx.now + ctx.ring_timeout)?;
-            out.ring_started = true;
-            Ok(())
+        ClientMsg::Status { dnd } => {
+            ev.note(me);
+            if let Some(p) = ev.peers.by_name_mut(me) {
+                p.dnd = *dnd;
+            }
+            log::info!("{me} do-not-disturb {}", if *dnd { "on" } else { "off" });
+            Ok(None)
         }
-        ClientMsg::Accept { to } => match my_call {
-            Call::Incoming { peer } if peer.as_str() == to.as_ref() => {
-                peers.set_call(me, Call::Active { peer: peer.clone() });
-                peers.set_call(peer, Call::Active { peer: me.clone() });
-                log::info!("{me} -> accept {peer}");
-                send(
-                    effects,
-                    To::Peer(peer.clone()),
-                    &ServerMsg::Accept { from: me },
-                );
-                Ok(())
+        ClientMsg::Call {
+            target: Target::Peer(to),
+        } => call(ev, me, to, ctx.now + ctx.ring_timeout).map(|()| None),
+        ClientMsg::Call {
+            target: Target::Group(group),
+        } => fan_out(ev, ctx, me, group, Fan::Ring, id).map(Some),
+        ClientMsg::Page { group } => fan_out(ev, ctx, me, group, Fan::Page, id).map(Some),
+        ClientMsg::Accept { to } => accept(ev, me, to).map(|()| None),
+        ClientMsg::Hangup { target, reason } => {
+            hangup(ev, me, target, reason.as_deref()).map(|()| None)
+        }
+        ClientMsg::Signal { to, data } => {
+            if !may_signal(ev.peers, me, to) {
+                return Err(ErrorCode::NoCall);
             }
-            _ => Err(ErrorCode::NoCall),
-        },
-        ClientMsg::Hangup { to, reason } => match my_call.partner() {
-            Some(peer) if peer.as_str() == to.as_ref() => {
-                let reason = reason.as_deref().unwrap_or("ended");
-                log::info!("{me} -> hangup {peer} ({reason})");
-                let msg = ServerMsg::Hangup { from: me, reason };
-                send(effects, To::Peer(peer.clone()), &msg);
-                end_call(effects, peers, me, peer);
-                Ok(())
-            }
-            _ => Err(ErrorCode::NoCall),
-        },
-        ClientMsg::Signal { to, data } => match my_call {
-            Call::Active { peer } if peer.as_str() == to.as_ref() => {
-                log::debug!("{me} -> signal {peer}: {}", data.get());
-                let msg = ServerMsg::Signal { from: me, data };
-                send(effects, To::Peer(peer.clone()), &msg);
-                Ok(())
-            }
-            _ => Err(ErrorCode::NoCall),
-        },
+            log::debug!("{me} -> signal {to}: {}", data.get());
+            let msg = ServerMsg::Signal { from: me, data };
+            ev.send(To::Peer(name_of(to).ok_or(ErrorCode::NoCall)?), &msg);
+            Ok(None)
+        }
     }
 }
 
+/// Whether `me` may send a `signal` to `to`: call partners; a caller and each ringing
+/// callee that declared `preview` (1:1 and group); a pager and each listener.
+fn may_signal<L, const N: usize>(peers: &Peers<L, N>, me: &str, to: &str) -> bool {
+    let (Some(mine), Some(theirs)) = (peers.by_name(me), peers.by_name(to)) else {
+        return false;
+    };
+    match (&mine.call, &theirs.call) {
+        (Call::Active { peer }, _) => peer == to,
+        (Call::Outgoing { peer, .. }, _) => peer == to && theirs.features.preview,
+        (Call::Incoming { peer, .. }, _) => peer == to && mine.features.preview,
+        (Call::Ringing { .. }, Call::Incoming { peer, .. }) => {
+            peer == me && theirs.features.preview
+        }
+        (Call::Paging { .. }, Call::Listening { peer, .. }) => peer == me,
+        (Call::Listening { peer, .. }, _) => peer == to,
+        _ => false,
+    }
+}
+
+/// A 1:1 `call`: `peer_not_found`, `self_call`, the caller's `busy`, the callee's
+/// `busy`, then `dnd`.
 fn call<L, const N: usize>(
-    effects: &mut Effects<L>,
-    peers: &mut Peers<L, N>,
+    ev: &mut Event<L, N>,
     me: &Name,
-    my_call: &Call,
     to: &str,
     until: Instant,
 ) -> Result<(), ErrorCode> {
     let callee = name_of(to)
-        .filter(|n| peers.by_name(n).is_some())
+        .filter(|n| ev.peers.by_name(n).is_some())
         .ok_or(ErrorCode::PeerNotFound)?;
     if callee == *me {
         return Err(ErrorCode::SelfCall);
     }
-    let callee_idle = peers.by_name(&callee).is_some_and(|p| p.call == Call::Idle);
-    if *my_call != Call::Idle || !callee_idle {
+    if ev.peers.by_name(me).is_none_or(|p| !p.idle()) {
         return Err(ErrorCode::Busy);
+    }
+    match ev.peers.by_name(&callee) {
+        Some(p) if !p.idle() => return Err(ErrorCode::Busy),
+        Some(p) if p.dnd => return Err(ErrorCode::Dnd),
+        _ => {}
     }
     let outgoing = Call::Outgoing {
         peer: callee.clone(),
         until,
     };
-    peers.set_call(me, outgoing);
-    peers.set_call(&callee, Call::Incoming { peer: me.clone() });
+    ev.set_call(me, outgoing);
+    let incoming = Call::Incoming {
+        peer: me.clone(),
+        group: None,
+    };
+    ev.set_call(&callee, incoming);
     log::info!("{me} -> call {callee}");
-    send(
-        effects,
-        To::Peer(callee.clone()),
-        &ServerMsg::Call { from: me },
-    );
-    presence(effects, me, Status::Busy);
-    presence(effects, &callee, Status::Busy);
+    let msg = ServerMsg::Call {
+        from: me,
+        group: None,
+    };
+    ev.send(To::Peer(callee), &msg);
     Ok(())
 }
 
-/// Both sides back to idle, and everyone told they are online again.
-fn end_call<L, const N: usize>(
-    effects: &mut Effects<L>,
-    peers: &mut Peers<L, N>,
-    a: &Name,
-    b: &Name,
-) {
-    for name in [a, b] {
-        if peers.by_name(name).is_some() {
-            peers.set_call(name, Call::Idle);
-            presence(effects, name, Status::Online);
-        }
+/// A group ring or a page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fan {
+    Ring,
+    Page,
+}
+
+impl Fan {
+    /// Whether `p` counts for this kind at all (a page only reaches stations that
+    /// declared `page`, and only they appear in `no_one_available`).
+    fn counts<L>(self, p: &Peer<L>) -> bool {
+        self == Fan::Ring || p.features.page
     }
 }
 
-/// When the next unanswered ring runs out, if any is ringing.
-pub fn next_deadline<L, const N: usize>(peers: &Peers<L, N>) -> Option<Instant> {
+/// Whether `p` rings for or listens to `from`'s ring or page of this kind.
+fn joined<L>(p: &Peer<L>, from: &str, kind: Fan) -> bool {
+    match (&p.call, kind) {
+        (
+            Call::Incoming {
+                peer,
+                group: Some(_),
+            },
+            Fan::Ring,
+        ) => peer == from,
+        (Call::Listening { peer, .. }, Fan::Page) => peer == from,
+        _ => false,
+    }
+}
+
+/// Who rings for or listens to `from` now.
+fn joined_names<'p, L, const N: usize>(
+    peers: &'p Peers<L, N>,
+    from: &str,
+    kind: Fan,
+) -> heapless::Vec<&'p str, N> {
     peers
         .iter()
-        .filter_map(|p| match p.call {
-            Call::Outgoing { until, .. } => Some(until),
-            _ => None,
-        })
-        .min()
+        .filter(|p| joined(p, from, kind))
+        .map(|p| p.name.as_str())
+        .collect()
 }
 
-/// End every ring whose deadline has passed by `now`: `hangup` with reason `timeout` to
-/// both sides. Returns the effects and whether more rings remain to expire later.
-pub fn expire<L, const N: usize>(peers: &mut Peers<L, N>, now: Instant) -> Effects<L> {
-    let mut effects = Effects::new();
-    // One ring per pass keeps the effect list bounded; the clock calls again at once.
-    let due = peers.iter().find_map(|p| match &p.call {
-        Call::Outgoing { peer, until } if *until <= now => Some((p.name.clone(), peer.clone())),
-        _ => None,
-    });
-    let Some((caller, callee)) = due else {
-        return effects;
-    };
-    log::info!("{caller} -> call {callee}: no answer");
-    for (to, from) in [(&caller, &callee), (&callee, &caller)] {
-        let msg = ServerMsg::Hangup {
-            from,
-            reason: "timeout",
-        };
-        send(&mut effects, To::Peer(to.clone()), &msg);
+/// The `ringing` or `paging` message for `from`'s ring or page of `group`.
+fn fan_update<L, const N: usize>(
+    peers: &Peers<L, N>,
+    from: &str,
+    group: &str,
+    kind: Fan,
+    id: Option<u32>,
+) -> String {
+    let to = &joined_names(peers, from, kind);
+    match kind {
+        Fan::Ring => ServerMsg::Ringing { group, to, id },
+        Fan::Page => ServerMsg::Paging { group, to, id },
     }
-    end_call(&mut effects, peers, &caller, &callee);
-    effects
+    .encode()
 }
 
-/// Connection `conn` ended (not by replacement). Frees its name, hangs up its call.
+/// A group `call` or a `page` to `group`: `rate_limited` past the station's
+/// [`FanOuts`], `group_invalid`, the sender's `busy`, then `no_one_available`. The set
+/// is fixed now: every member but `me` that is idle, not in DND (and for a page,
+/// declared `page`).
+fn fan_out<L, const N: usize>(
+    ev: &mut Event<L, N>,
+    ctx: &Ctx,
+    me: &Name,
+    group: &str,
+    kind: Fan,
+    id: Option<u32>,
+) -> Result<String, ErrorCode> {
+    let ready = ev
+        .peers
+        .by_name_mut(me)
+        .is_some_and(|p| p.fan_outs.ready(ctx.now));
+    if !ready {
+        return Err(ErrorCode::RateLimited);
+    }
+    let group = name_of(group)
+        .filter(|g| protocol::valid_group_target(g))
+        .ok_or(ErrorCode::GroupInvalid)?;
+    if ev.peers.by_name(me).is_none_or(|p| !p.idle()) {
+        return Err(ErrorCode::Busy);
+    }
+    let until = ctx.now
+        + match kind {
+            Fan::Ring => ctx.ring_timeout,
+            Fan::Page => ctx.page_timeout,
+        };
+    let member = |p: &Peer<_>| p.name != *me && p.in_group(&group) && kind.counts(p);
+    let any = ev.take_marked(|p| member(p) && p.idle() && !p.dnd);
+    if !any {
+        let pick = |status| -> heapless::Vec<&str, N> {
+            ev.peers
+                .iter()
+                .filter(|p| member(p) && p.status() == status)
+                .map(|p| p.name.as_str())
+                .collect()
+        };
+        let (busy, dnd) = (pick(Status::Busy), pick(Status::Dnd));
+        let err = ServerMsg::Error {
+            id,
+            code: ErrorCode::NoOneAvailable.as_str(),
+            message: ErrorCode::NoOneAvailable.message(),
+            busy: Some(&busy),
+            dnd: Some(&dnd),
+        };
+        return Ok(err.encode());
+    }
+    // `take_marked` made the chosen idle (they were); now they join.
+    let chosen: heapless::Vec<Name, N> = ev
+        .peers
+        .iter()
+        .filter(|p| p.marked)
+        .map(|p| p.name.clone())
+        .collect();
+    for name in &chosen {
+        let call = match kind {
+            Fan::Ring => Call::Incoming {
+                peer: me.clone(),
+                group: Some(group.clone()),
+            },
+            Fan::Page => Call::Listening {
+                peer: me.clone(),
+                group: group.clone(),
+            },
+        };
+        ev.set_call(name, call);
+    }
+    let (mine, msg) = match kind {
+        Fan::Ring => (
+            Call::Ringing {
+                group: group.clone(),
+                until,
+            },
+            ServerMsg::Call {
+                from: me,
+                group: Some(&group),
+            },
+        ),
+        Fan::Page => (
+            Call::Paging {
+                group: group.clone(),
+                until,
+            },
+            ServerMsg::Page {
+                from: me,
+                group: &group,
+            },
+        ),
+    };
+    ev.set_call(me, mine);
+    if let Some(p) = ev.peers.by_name_mut(me) {
+        p.fan_outs.spend();
+    }
+    log::info!(
+        "{me} -> {} {group}: {} station(s)",
+        if kind == Fan::Ring { "ring" } else { "page" },
+        chosen.len()
+    );
+    ev.send(To::Marked, &msg);
+    Ok(fan_update(ev.peers, me, &group, kind, id))
+}
+
+/// `accept` from `me` to `to`: a 1:1 ring becomes a call; the first member to answer a
+/// group ring gets it, and every other member hears `answered_elsewhere`.
+fn accept<L, const N: usize>(ev: &mut Event<L, N>, me: &Name, to: &str) -> Result<(), ErrorCode> {
+    let Some(Call::Incoming { peer, group }) = ev.peers.by_name(me).map(|p| p.call.clone()) else {
+        return Err(ErrorCode::NoCall);
+    };
+    if peer != to {
+        return Err(ErrorCode::NoCall);
+    }
+    ev.set_call(me, Call::Active { peer: peer.clone() });
+    ev.set_call(&peer, Call::Active { peer: me.clone() });
+    let msg = ServerMsg::Accept {
+        from: me,
+        group: group.as_deref(),
+    };
+    ev.send(To::Peer(peer.clone()), &msg);
+    match &group {
+        None => log::info!("{me} -> accept {peer}"),
+        Some(group) => {
+            log::info!("{me} -> accept {peer} (ring to {group})");
+            let others = ev.take_marked(|p| joined(p, &peer, Fan::Ring));
+            if others {
+                let msg = ServerMsg::Hangup {
+                    from: Some(&peer),
+                    group: None,
+                    reason: "answered_elsewhere",
+                };
+                ev.send(To::Marked, &msg);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `hangup` from `me`: with `to`, ends a 1:1 ring or call, declines a group ring, or
+/// leaves a page; with `group`, the caller cancels its ring or the pager ends its page.
+fn hangup<L, const N: usize>(
+    ev: &mut Event<L, N>,
+    me: &Name,
+    target: &Target,
+    reason: Option<&str>,
+) -> Result<(), ErrorCode> {
+    let mine = ev.peers.by_name(me).map(|p| p.call.clone());
+    let reason = reason.unwrap_or("ended");
+    match (target, mine) {
+        (
+            Target::Peer(to),
+            Some(
+                Call::Outgoing { peer, .. }
+                | Call::Incoming { peer, group: None }
+                | Call::Active { peer },
+            ),
+        ) if peer == to.as_ref() => {
+            log::info!("{me} -> hangup {peer} ({reason})");
+            let msg = ServerMsg::Hangup {
+                from: Some(me),
+                group: None,
+                reason,
+            };
+            ev.send(To::Peer(peer.clone()), &msg);
+            ev.set_call(me, Call::Idle);
+            ev.set_call(&peer, Call::Idle);
+            Ok(())
+        }
+        (
+            Target::Peer(to),
+            Some(Call::Incoming {
+                peer,
+                group: Some(group),
+            }),
+        ) if peer == to.as_ref() => {
+            log::info!("{me} -> decline {peer} (ring to {group}, {reason})");
+            ev.set_call(me, Call::Idle);
+            leave(ev, &peer, &group, Fan::Ring, reason);
+            Ok(())
+        }
+        (Target::Peer(to), Some(Call::Listening { peer, group })) if peer == to.as_ref() => {
+            log::info!("{me} -> leave page from {peer} ({reason})");
+            ev.set_call(me, Call::Idle);
+            leave(ev, &peer, &group, Fan::Page, reason);
+            Ok(())
+        }
+        (Target::Group(g), Some(Call::Ringing { group, .. })) if group == g.as_ref() => {
+            log::info!("{me} -> cancel ring to {group} ({reason})");
+            end_fan(ev, me, Fan::Ring, reason);
+            Ok(())
+        }
+        (Target::Group(g), Some(Call::Paging { group, .. })) if group == g.as_ref() => {
+            log::info!("{me} -> end page to {group} ({reason})");
+            end_fan(ev, me, Fan::Page, reason);
+            Ok(())
+        }
+        _ => Err(ErrorCode::NoCall),
+    }
+}
+
+/// A member or listener left `from`'s ring or page of `group` with `reason`: `from`
+/// hears who remains, or, when nobody does, that it is over.
+fn leave<L, const N: usize>(
+    ev: &mut Event<L, N>,
+    from: &Name,
+    group: &str,
+    kind: Fan,
+    reason: &str,
+) {
+    if ev.peers.iter().any(|p| joined(p, from, kind)) {
+        let text = fan_update(ev.peers, from, group, kind, None);
+        ev.push(Effect::Send {
+            to: To::Peer(from.clone()),
+            text,
+        });
+        return;
+    }
+    log::info!("{from}: {group} is over ({reason})");
+    ev.set_call(from, Call::Idle);
+    let msg = ServerMsg::Hangup {
+        from: None,
+        group: Some(group),
+        reason,
+    };
+    ev.send(To::Peer(from.clone()), &msg);
+}
+
+/// `from` ends its ring or page: every member or listener hears `hangup` from it with
+/// `reason`; all become idle.
+fn end_fan<L, const N: usize>(ev: &mut Event<L, N>, from: &Name, kind: Fan, reason: &str) {
+    if ev.take_marked(|p| joined(p, from, kind)) {
+        let msg = ServerMsg::Hangup {
+            from: Some(from),
+            group: None,
+            reason,
+        };
+        ev.send(To::Marked, &msg);
+    }
+    ev.set_call(from, Call::Idle);
+}
+
+/// When the next unanswered ring or page runs out, if any.
+pub fn next_deadline<L, const N: usize>(peers: &Peers<L, N>) -> Option<Instant> {
+    peers.iter().filter_map(|p| p.call.deadline()).min()
+}
+
+/// What [`expire`] ended.
+#[derive(Debug)]
+pub struct Expired<L> {
+    pub effects: Effects<L>,
+    /// A ring (1:1 or group) ran out unanswered: a missed call. Pages are not.
+    pub missed: bool,
+}
+
+/// End the first ring or page whose deadline has passed by `now`, with reason `timeout`
+/// to everyone in it. Empty effects when none is due; the clock calls again until it is.
+pub fn expire<L, const N: usize>(peers: &mut Peers<L, N>, now: Instant) -> Expired<L> {
+    let due = peers
+        .iter()
+        .find(|p| p.call.deadline().is_some_and(|at| at <= now))
+        .map(|p| (p.name.clone(), p.call.clone()));
+    let mut ev = Event::new(peers);
+    let Some((from, call)) = due else {
+        return Expired {
+            effects: ev.finish(),
+            missed: false,
+        };
+    };
+    let missed = matches!(call, Call::Outgoing { .. } | Call::Ringing { .. });
+    let timeout = "timeout";
+    match call {
+        Call::Outgoing { peer: callee, .. } => {
+            log::info!("{from} -> call {callee}: no answer");
+            for (to, from) in [(&from, &callee), (&callee, &from)] {
+                let msg = ServerMsg::Hangup {
+                    from: Some(from),
+                    group: None,
+                    reason: timeout,
+                };
+                ev.send(To::Peer(to.clone()), &msg);
+            }
+            ev.set_call(&from, Call::Idle);
+            ev.set_call(&callee, Call::Idle);
+        }
+        Call::Ringing { ref group, .. } | Call::Paging { ref group, .. } => {
+            let kind = match call {
+                Call::Ringing { .. } => Fan::Ring,
+                _ => Fan::Page,
+            };
+            log::info!("{from} -> {group}: timed out");
+            end_fan(&mut ev, &from, kind, timeout);
+            let msg = ServerMsg::Hangup {
+                from: None,
+                group: Some(group),
+                reason: timeout,
+            };
+            ev.send(To::Peer(from.clone()), &msg);
+        }
+        _ => {}
+    }
+    Expired {
+        effects: ev.finish(),
+        missed,
+    }
+}
+
+/// Connection `conn` ended (not by replacement). Frees its name and ends whatever it was
+/// in: its partner, members or listeners hear `disconnected`.
 pub fn disconnect<L, const N: usize>(peers: &mut Peers<L, N>, conn: ConnId) -> Effects<L> {
-    let mut effects = Effects::new();
-    let Some(gone) = peers.remove(conn) else {
-        return effects;
+    let gone = peers
+        .by_conn(conn)
+        .map(|p| (p.name.clone(), p.call.clone()));
+    let mut ev = Event::new(peers);
+    let Some((name, call)) = gone else {
+        return ev.finish();
     };
-    if let Some(partner) = gone.call.partner()
-        && peers.by_name(partner).is_some()
-    {
-        peers.set_call(partner, Call::Idle);
-        let msg = ServerMsg::Hangup {
-            from: &gone.name,
-            reason: "disconnected",
-        };
-        send(&mut effects, To::Peer(partner.clone()), &msg);
-        presence(&mut effects, partner, Status::Online);
+    let reason = "disconnected";
+    let from = Some(name.as_str());
+    match &call {
+        Call::Outgoing { peer, .. }
+        | Call::Incoming { peer, group: None }
+        | Call::Active { peer } => {
+            let msg = ServerMsg::Hangup {
+                from,
+                group: None,
+                reason,
+            };
+            ev.send(To::Peer(peer.clone()), &msg);
+            ev.set_call(peer, Call::Idle);
+        }
+        Call::Ringing { .. } => end_fan(&mut ev, &name, Fan::Ring, reason),
+        Call::Paging { .. } => end_fan(&mut ev, &name, Fan::Page, reason),
+        Call::Incoming { .. } | Call::Listening { .. } | Call::Idle => {}
     }
-    log::info!("{} disconnected ({} online)", gone.name, peers.len());
-    presence(&mut effects, &gone.name, Status::Offline);
-    effects
+    ev.note(&name);
+    ev.gone = ev.peers.remove(conn);
+    match &call {
+        Call::Incoming {
+            peer,
+            group: Some(group),
+        } => leave(&mut ev, peer, group, Fan::Ring, reason),
+        Call::Listening { peer, group } => leave(&mut ev, peer, group, Fan::Page, reason),
+        _ => {}
+    }
+    log::info!("{name} disconnected ({} online)", ev.peers.len());
+    ev.finish()
 }
 
 #[cfg(test)]
@@ -450,6 +938,7 @@ mod tests {
             access_key: key,
             ice_servers: Box::leak(RawValue::from_string("[]".into()).unwrap()),
             ring_timeout: Duration::from_secs(30),
+            page_timeout: Duration::from_secs(120),
             now: Instant::now(),
             fresh_token: &test_token,
         }
@@ -495,13 +984,13 @@ mod tests {
         let mut t = T::new(4);
         reg(&mut t, 1, "door");
         let out = reg(&mut t, 2, "kitchen");
-        assert!(reply(&out).contains(r#""peers":[{"name":"door","status":"online"}]"#));
+        assert!(reply(&out).contains(r#""peers":[{"name":"door","status":"online","groups":[]}]"#));
         assert!(reply(&out).contains(r#""keyed":false"#));
         let effects = texts(&out.effects);
         assert_eq!(effects[0].0, r#"AllExcept("kitchen")"#);
         assert_eq!(
             effects[0].1,
-            r#"{"type":"peer","name":"kitchen","status":"online"}"#
+            r#"{"type":"peer","name":"kitchen","status":"online","groups":[]}"#
         );
     }
 
@@ -514,7 +1003,7 @@ mod tests {
         msg(&mut t, 1, r#"{"type":"call","to":"hall"}"#);
         assert_eq!(
             roster(&t, 2).unwrap(),
-            r#"{"type":"peers","peers":[{"name":"door","status":"busy"},{"name":"hall","status":"busy"}]}"#
+            r#"{"type":"peers","peers":[{"name":"door","status":"busy","groups":[]},{"name":"hall","status":"busy","groups":[]}]}"#
         );
         assert_eq!(roster(&t, 9), None);
     }
@@ -556,8 +1045,12 @@ mod tests {
         frame_from(&mut t, &c, 1, r#"{"type":"call","to":"b"}"#);
         let until = c.now + c.ring_timeout;
         assert_eq!(next_deadline(&t), Some(until));
-        assert!(expire(&mut t, until - Duration::from_millis(1)).is_empty());
-        let out = texts(&expire(&mut t, until));
+        assert!(
+            expire(&mut t, until - Duration::from_millis(1))
+                .effects
+                .is_empty()
+        );
+        let out = texts(&expire(&mut t, until).effects);
         assert!(out.iter().any(|(to, m)| to == r#"Peer("a")"#
             && m == r#"{"type":"hangup","from":"b","reason":"timeout"}"#));
         assert!(out.iter().any(|(to, m)| to == r#"Peer("b")"#
@@ -567,7 +1060,7 @@ mod tests {
         frame_from(&mut t, &c, 1, r#"{"type":"call","to":"b"}"#);
         msg(&mut t, 2, r#"{"type":"accept","to":"a"}"#);
         assert_eq!(next_deadline(&t), None);
-        assert!(expire(&mut t, until + c.ring_timeout).is_empty());
+        assert!(expire(&mut t, until + c.ring_timeout).effects.is_empty());
     }
 
     #[test]
@@ -606,7 +1099,7 @@ mod tests {
         assert_eq!(t.by_name("a").unwrap().call, Call::Idle);
         assert_eq!(
             out.last().unwrap().1,
-            r#"{"type":"peer","name":"b","status":"offline"}"#
+            r#"{"type":"peer","name":"b","status":"offline","groups":[]}"#
         );
     }
 
@@ -656,5 +1149,561 @@ mod tests {
         assert!(reply(&r(&mut t, 8, "x", "k")).contains("name_taken"));
         assert!(reply(&r(&mut t, 8, "X", "k")).contains("name_taken"));
         assert!(reply(&r(&mut t, 8, "y", "k")).contains(r#""code":"full""#));
+    }
+
+    /// Register `name` on `conn` with extra fields, e.g. `"groups":["home"]`.
+    fn reg_with(t: &mut T, conn: ConnId, name: &str, extra: &str) -> Outcome<u8> {
+        let json = format!(r#"{{"type":"register","name":"{name}",{extra}}}"#);
+        msg(t, conn, &json)
+    }
+
+    /// Presence effects: `peer` messages (as text) and whether a roster went out.
+    fn presence_of(out: &Effects<u8>) -> (Vec<String>, bool) {
+        let peers = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    to: To::AllExcept(_),
+                    text,
+                } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        (peers, out.iter().any(|e| matches!(e, Effect::Rosters)))
+    }
+
+    fn status<const N: usize>(t: &Peers<u8, N>, name: &str) -> Status {
+        t.by_name(name).unwrap().status()
+    }
+
+    /// door (1) and three members of `home`: a (2), b (3), c (4, in DND) — capacity 8.
+    fn household() -> Peers<u8, 8> {
+        let mut t = Peers::new(8);
+        let f = r#""features":["preview","page"]"#;
+        reg_with8(&mut t, 1, "door", f);
+        reg_with8(&mut t, 2, "a", &format!(r#""groups":["home"],{f}"#));
+        reg_with8(&mut t, 3, "b", &format!(r#""groups":["home","up"],{f}"#));
+        reg_with8(
+            &mut t,
+            4,
+            "c",
+            &format!(r#""groups":["home"],"dnd":true,{f}"#),
+        );
+        t
+    }
+
+    fn msg8(t: &mut Peers<u8, 8>, conn: ConnId, json: &str) -> Outcome<u8> {
+        let inbound = Inbound {
+            text: Some(json),
+            over_rate: false,
+        };
+        handle(t, &ctx(None), conn, &(conn as u8), inbound)
+    }
+
+    fn reg_with8(t: &mut Peers<u8, 8>, conn: ConnId, name: &str, extra: &str) -> Outcome<u8> {
+        let json = format!(r#"{{"type":"register","name":"{name}",{extra}}}"#);
+        msg8(t, conn, &json)
+    }
+
+    /// Every message an outcome sends, as (receiver, text), with `Marked` resolved
+    /// against the table and presence left out.
+    fn sent8(t: &Peers<u8, 8>, out: &Effects<u8>) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for e in out {
+            match e {
+                Effect::Send {
+                    to: To::Peer(n),
+                    text,
+                } => v.push((n.to_string(), text.clone())),
+                Effect::Send {
+                    to: To::Marked,
+                    text,
+                } => {
+                    for p in t.iter().filter(|p| p.marked) {
+                        v.push((p.name.to_string(), text.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        v.sort();
+        v
+    }
+
+    fn pair(to: &str, text: &str) -> (String, String) {
+        (to.to_string(), text.to_string())
+    }
+
+    #[test]
+    fn register_with_groups_dnd_and_the_check_order() {
+        let mut t = T::new(2);
+        let out = reg_with(
+            &mut t,
+            1,
+            "a",
+            r#""groups":["x","y","x"],"dnd":true,"id":1"#,
+        );
+        assert!(reply(&out).contains(r#""features":["groups","dnd","preview","page"]"#));
+        assert!(reply(&out).contains(r#""groups":["x","y"],"dnd":true"#));
+        assert_eq!(
+            presence_of(&out.effects).0,
+            [r#"{"type":"peer","name":"a","status":"dnd","groups":["x","y"]}"#]
+        );
+        // name_invalid before group_invalid before name_taken before full.
+        let out = reg_with(&mut t, 2, " a", r#""groups":["*"],"id":2"#);
+        assert!(reply(&out).contains("name_invalid"));
+        let out = reg_with(&mut t, 2, "a", r#""groups":["*"],"id":2"#);
+        assert!(reply(&out).contains(r#""code":"group_invalid""#));
+        let out = reg_with(&mut t, 2, "a", r#""groups":7,"id":2"#);
+        assert!(reply(&out).contains("group_invalid"));
+        let out = reg_with(&mut t, 2, "a", r#""groups":["z"],"id":2"#);
+        assert!(reply(&out).contains("name_taken"));
+        reg_with(&mut t, 2, "b", "\"id\":2");
+        let out = reg_with(&mut t, 3, "c", r#""groups":[""],"id":3"#);
+        assert!(reply(&out).contains("group_invalid"), "before full");
+        assert!(reply(&reg_with(&mut t, 3, "c", "\"id\":3")).contains("full"));
+        // A resume keeps groups and DND; the new ones are checked, then ignored.
+        let out = reg_with(&mut t, 5, "a", r#""token":"tok","groups":[" "]"#);
+        assert!(reply(&out).contains("group_invalid"));
+        let out = reg_with(
+            &mut t,
+            5,
+            "a",
+            r#""token":"tok","groups":["q"],"dnd":false"#,
+        );
+        assert!(reply(&out).contains(r#""groups":["x","y"],"dnd":true"#));
+        assert_eq!(status(&t, "a"), Status::Dnd);
+    }
+
+    #[test]
+    fn dnd_refuses_calls_and_is_announced_only_when_idle_changes() {
+        let mut t = T::new(4);
+        reg(&mut t, 1, "a");
+        reg(&mut t, 2, "b");
+        let out = msg(&mut t, 2, r#"{"type":"status","dnd":true,"id":1}"#);
+        assert_eq!(reply(&out), r#"{"type":"ack","id":1}"#);
+        assert_eq!(
+            presence_of(&out.effects).0,
+            [r#"{"type":"peer","name":"b","status":"dnd","groups":[]}"#]
+        );
+        let out = msg(&mut t, 1, r#"{"type":"call","to":"b","id":2}"#);
+        assert!(reply(&out).contains(r#""id":2,"code":"dnd""#));
+        // Calling out in DND is allowed; DND on during a call changes no status.
+        let out = msg(&mut t, 2, r#"{"type":"call","to":"a","id":3}"#);
+        assert_eq!(reply(&out), r#"{"type":"ack","id":3}"#);
+        let out = msg(&mut t, 1, r#"{"type":"status","dnd":true}"#);
+        assert!(out.effects.is_empty());
+        msg(&mut t, 1, r#"{"type":"status","dnd":false}"#);
+        // The call ends: b is idle again, in DND.
+        let out = msg(&mut t, 2, r#"{"type":"hangup","to":"a"}"#);
+        let (peers, _) = presence_of(&out.effects);
+        assert!(
+            peers
+                .iter()
+                .any(|p| p.contains(r#""name":"b","status":"dnd""#))
+        );
+        assert!(
+            peers
+                .iter()
+                .any(|p| p.contains(r#""name":"a","status":"online""#))
+        );
+        // Busy comes before dnd.
+        msg(&mut t, 1, r#"{"type":"status","dnd":true}"#);
+        reg(&mut t, 3, "c");
+        msg(&mut t, 2, r#"{"type":"call","to":"c"}"#);
+        let out = msg(&mut t, 3, r#"{"type":"call","to":"b","id":4}"#);
+        assert!(reply(&out).contains(r#""code":"busy""#));
+    }
+
+    #[test]
+    fn a_group_ring_rings_idle_members_and_the_first_answer_wins() {
+        let mut t = household();
+        let out = msg8(&mut t, 1, r#"{"type":"call","group":"home","id":9}"#);
+        assert!(out.ring_started);
+        let r = reply(&out);
+        assert!(
+            r.starts_with(r#"{"type":"ringing","group":"home","to":["#),
+            "{r}"
+        );
+        assert!(r.contains(r#""a""#) && r.contains(r#""b""#) && !r.contains(r#""c""#));
+        assert!(r.ends_with(r#""id":9}"#));
+        assert_eq!(
+            sent8(&t, &out.effects),
+            [
+                pair("a", r#"{"type":"call","from":"door","group":"home"}"#),
+                pair("b", r#"{"type":"call","from":"door","group":"home"}"#),
+            ]
+        );
+        // door, a, b: three changes, one roster for everyone.
+        assert_eq!(presence_of(&out.effects), (vec![], true));
+        assert_eq!(status(&t, "c"), Status::Dnd);
+        // Busy while ringing.
+        let out = msg8(&mut t, 4, r#"{"type":"call","to":"a","id":1}"#);
+        assert!(reply(&out).contains("busy"));
+        // b answers: door gets accept with the group, a hears answered_elsewhere.
+        let out = msg8(&mut t, 3, r#"{"type":"accept","to":"door","id":2}"#);
+        assert_eq!(reply(&out), r#"{"type":"ack","id":2}"#);
+        assert_eq!(
+            sent8(&t, &out.effects),
+            [
+                pair(
+                    "a",
+                    r#"{"type":"hangup","from":"door","reason":"answered_elsewhere"}"#
+                ),
+                pair("door", r#"{"type":"accept","from":"b","group":"home"}"#),
+            ]
+        );
+        assert_eq!(
+            presence_of(&out.effects).0,
+            [r#"{"type":"peer","name":"a","status":"online","groups":["home"]}"#]
+        );
+        assert_eq!(next_deadline(&t), None);
+        // Now an ordinary 1:1 call.
+        let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"home","id":3}"#);
+        assert!(reply(&out).contains("no_call"));
+        let out = msg8(&mut t, 2, r#"{"type":"accept","to":"door","id":4}"#);
+        assert!(reply(&out).contains("no_call"));
+        let out = msg8(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
+        assert_eq!(
+            sent8(&t, &out.effects),
+            [pair(
+                "b",
+                r#"{"type":"hangup","from":"door","reason":"ended"}"#
+            )]
+        );
+    }
+
+    #[test]
+    fn declines_shrink_the_ring_and_the_last_one_ends_it() {
+        let mut t = household();
+        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        let out = msg8(&mut t, 2, r#"{"type":"hangup","to":"door","reason":"no"}"#);
+        assert_eq!(
+            sent8(&t, &out.effects),
+            [pair(
+                "door",
+                r#"{"type":"ringing","group":"home","to":["b"]}"#
+            )]
+        );
+        assert_eq!(status(&t, "a"), Status::Online);
+        // The caller may not end the group ring with `to`.
+        let out = msg8(&mut t, 1, r#"{"type":"hangup","to":"b","id":5}"#);
+        assert!(reply(&out).contains("no_call"));
+        let out = msg8(
+            &mut t,
+            3,
+            r#"{"type":"hangup","to":"door","reason":"away"}"#,
+        );
+        assert_eq!(
+            sent8(&t, &out.effects),
+            [pair(
+                "door",
+                r#"{"type":"hangup","group":"home","reason":"away"}"#
+            )]
+        );
+        assert_eq!(status(&t, "door"), Status::Online);
+        assert_eq!(next_deadline(&t), None);
+        // Without a reason the last decline says "ended".
+        msg8(&mut t, 1, r#"{"type":"call","group":"up"}"#);
+        let out = msg8(&mut t, 3, r#"{"type":"hangup","to":"door"}"#);
+        assert!(sent8(&t, &out.effects)[0].1.contains(r#""reason":"ended""#));
+    }
+
+    #[test]
+    fn the_caller_cancels_times_out_or_disconnects() {
+        let mut t = household();
+        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"nope","id":1}"#);
+        assert!(reply(&out).contains("no_call"));
+        let out = msg8(
+            &mut t,
+            1,
+            r#"{"type":"hangup","group":"home","reason":"gone","id":2}"#,
+        );
+        assert_eq!(reply(&out), r#"{"type":"ack","id":2}"#);
+        let hung = r#"{"type":"hangup","from":"door","reason":"gone"}"#;
+        assert_eq!(sent8(&t, &out.effects), [pair("a", hung), pair("b", hung)]);
+        assert!(t.iter().all(|p| p.idle()));
+
+        let c = ctx(None);
+        let inbound = Inbound {
+            text: Some(r#"{"type":"call","group":"home"}"#),
+            over_rate: false,
+        };
+        handle(&mut t, &c, 1, &1, inbound);
+        let until = c.now + c.ring_timeout;
+        assert_eq!(next_deadline(&t), Some(until));
+        // A decline does not move the deadline.
+        msg8(&mut t, 2, r#"{"type":"hangup","to":"door"}"#);
+        assert_eq!(next_deadline(&t), Some(until));
+        assert!(
+            expire(&mut t, until - Duration::from_millis(1))
+                .effects
+                .is_empty()
+        );
+        let out = expire(&mut t, until).effects;
+        assert_eq!(
+            sent8(&t, &out),
+            [
+                pair("b", r#"{"type":"hangup","from":"door","reason":"timeout"}"#),
+                pair(
+                    "door",
+                    r#"{"type":"hangup","group":"home","reason":"timeout"}"#
+                ),
+            ]
+        );
+        assert!(t.iter().all(|p| p.idle()));
+
+        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        let out = disconnect(&mut t, 1);
+        let gone = r#"{"type":"hangup","from":"door","reason":"disconnected"}"#;
+        assert_eq!(sent8(&t, &out), [pair("a", gone), pair("b", gone)]);
+        assert!(t.iter().all(|p| p.idle()));
+    }
+
+    #[test]
+    fn a_member_that_disconnects_leaves_the_ring() {
+        let mut t = household();
+        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        let out = disconnect(&mut t, 2);
+        assert_eq!(
+            sent8(&t, &out),
+            [pair(
+                "door",
+                r#"{"type":"ringing","group":"home","to":["b"]}"#
+            )]
+        );
+        let out = disconnect(&mut t, 3);
+        assert_eq!(
+            sent8(&t, &out),
+            [pair(
+                "door",
+                r#"{"type":"hangup","group":"home","reason":"disconnected"}"#
+            )]
+        );
+        // door idle, b offline: two changes, two peer messages, offline with its groups.
+        let (peers, roster) = presence_of(&out);
+        assert!(!roster);
+        assert!(peers.contains(
+            &r#"{"type":"peer","name":"b","status":"offline","groups":["home","up"]}"#.into()
+        ));
+        assert!(
+            peers
+                .contains(&r#"{"type":"peer","name":"door","status":"online","groups":[]}"#.into())
+        );
+    }
+
+    #[test]
+    fn no_one_available_says_who_is_busy_and_who_is_in_dnd() {
+        let mut t = household();
+        msg8(&mut t, 2, r#"{"type":"call","to":"b"}"#);
+        let out = msg8(&mut t, 1, r#"{"type":"call","group":"home","id":3}"#);
+        assert_eq!(
+            reply(&out),
+            r#"{"type":"error","id":3,"code":"no_one_available","message":"no one in the group is available","busy":["a","b"],"dnd":["c"]}"#
+        );
+        assert!(out.effects.is_empty() && !out.ring_started);
+        assert!(t.iter().all(|p| !p.marked), "nothing marked for nobody");
+        // A group with no other member: both lists empty.
+        let out = msg8(&mut t, 1, r#"{"type":"call","group":"nobody","id":4}"#);
+        assert!(reply(&out).contains(r#""busy":[],"dnd":[]"#));
+        // The caller's busy comes first; group_invalid before that.
+        let out = msg8(&mut t, 2, r#"{"type":"call","group":"home","id":5}"#);
+        assert!(reply(&out).contains(r#""code":"busy""#));
+        let out = msg8(&mut t, 2, r#"{"type":"call","group":" x","id":6}"#);
+        assert!(reply(&out).contains("group_invalid"));
+        // "*" is everyone.
+        let out = msg8(&mut t, 4, r#"{"type":"call","group":"*","id":7}"#);
+        assert!(reply(&out).contains(r#""to":["door"]"#), "{}", reply(&out));
+    }
+
+    #[test]
+    fn preview_signals_flow_only_to_callees_that_declared_it() {
+        let mut t = household();
+        reg_with8(&mut t, 5, "old", r#""groups":["home"]"#);
+        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        let sig = |to: &str| format!(r#"{{"type":"signal","to":"{to}","data":1,"id":1}}"#);
+        assert_eq!(
+            reply(&msg8(&mut t, 1, &sig("a"))),
+            r#"{"type":"ack","id":1}"#
+        );
+        assert_eq!(
+            reply(&msg8(&mut t, 2, &sig("door"))),
+            r#"{"type":"ack","id":1}"#
+        );
+        assert!(reply(&msg8(&mut t, 1, &sig("old"))).contains("no_call"));
+        assert!(reply(&msg8(&mut t, 5, &sig("door"))).contains("no_call"));
+        assert!(reply(&msg8(&mut t, 2, &sig("b"))).contains("no_call"));
+        assert!(reply(&msg8(&mut t, 1, &sig("c"))).contains("no_call"));
+        // Answered: only door and the one who answered.
+        msg8(&mut t, 3, r#"{"type":"accept","to":"door"}"#);
+        assert!(reply(&msg8(&mut t, 1, &sig("a"))).contains("no_call"));
+        assert!(reply(&msg8(&mut t, 1, &sig("b"))).contains("ack"));
+        // 1:1: the same rule.
+        msg8(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
+        msg8(&mut t, 1, r#"{"type":"call","to":"a"}"#);
+        assert!(reply(&msg8(&mut t, 1, &sig("a"))).contains("ack"));
+        msg8(&mut t, 1, r#"{"type":"hangup","to":"a"}"#);
+        msg8(&mut t, 1, r#"{"type":"call","to":"old"}"#);
+        assert!(reply(&msg8(&mut t, 1, &sig("old"))).contains("no_call"));
+    }
+
+    #[test]
+    fn pages_reach_idle_listeners_that_declared_page() {
+        let mut t = household();
+        reg_with8(&mut t, 5, "old", r#""groups":["home"]"#);
+        reg_with8(&mut t, 6, "e", r#""features":["page"]"#);
+        msg8(&mut t, 6, r#"{"type":"call","to":"b"}"#);
+        let out = msg8(&mut t, 1, r#"{"type":"page","group":"*","id":2}"#);
+        assert!(out.ring_started);
+        assert_eq!(
+            reply(&out),
+            r#"{"type":"paging","group":"*","to":["a"],"id":2}"#
+        );
+        assert_eq!(
+            sent8(&t, &out.effects),
+            [pair("a", r#"{"type":"page","from":"door","group":"*"}"#)]
+        );
+        // Listener to listener: no_call; listener to pager and back: fine.
+        msg8(&mut t, 6, r#"{"type":"hangup","to":"b"}"#);
+        let sig = |to: &str| format!(r#"{{"type":"signal","to":"{to}","data":1,"id":1}}"#);
+        assert!(reply(&msg8(&mut t, 2, &sig("door"))).contains("ack"));
+        assert!(reply(&msg8(&mut t, 1, &sig("a"))).contains("ack"));
+        // Pages never interrupt: a busy pager cannot page, the paged are busy.
+        let out = msg8(&mut t, 6, r#"{"type":"call","to":"a","id":3}"#);
+        assert!(reply(&out).contains("busy"));
+        let out = msg8(&mut t, 1, r#"{"type":"hangup","to":"a","id":4}"#);
+        assert!(reply(&out).contains("no_call"));
+        // The listener leaves: the page is over for the pager.
+        let out = msg8(&mut t, 2, r#"{"type":"hangup","to":"door"}"#);
+        assert_eq!(
+            sent8(&t, &out.effects),
+            [pair(
+                "door",
+                r#"{"type":"hangup","group":"*","reason":"ended"}"#
+            )]
+        );
+        // No page listeners: no_one_available counts only page stations.
+        msg8(&mut t, 2, r#"{"type":"status","dnd":true}"#);
+        msg8(&mut t, 3, r#"{"type":"status","dnd":true}"#);
+        msg8(&mut t, 6, r#"{"type":"status","dnd":true}"#);
+        let out = msg8(&mut t, 1, r#"{"type":"page","group":"home","id":5}"#);
+        assert!(
+            reply(&out).contains(r#""busy":[],"dnd":["a","b","c"]"#),
+            "{}",
+            reply(&out)
+        );
+    }
+
+    #[test]
+    fn the_pager_ends_the_page_or_it_times_out() {
+        let mut t = household();
+        msg8(&mut t, 4, r#"{"type":"status","dnd":false}"#);
+        let c = ctx(None);
+        let inbound = Inbound {
+            text: Some(r#"{"type":"page","group":"home"}"#),
+            over_rate: false,
+        };
+        handle(&mut t, &c, 1, &1, inbound);
+        assert_eq!(next_deadline(&t), Some(c.now + c.page_timeout));
+        let sig = r#"{"type":"signal","to":"b","data":1,"id":1}"#;
+        assert!(reply(&msg8(&mut t, 2, sig)).contains("no_call"));
+        // A listener leaves with a reason: the pager hears who remains.
+        let out = msg8(&mut t, 2, r#"{"type":"hangup","to":"door","reason":"x"}"#);
+        let update = &sent8(&t, &out.effects)[0].1;
+        assert!(update.starts_with(r#"{"type":"paging","group":"home","to":["#));
+        assert!(!update.contains(r#""a""#));
+        let out = expire(&mut t, c.now + c.page_timeout).effects;
+        assert_eq!(
+            sent8(&t, &out),
+            [
+                pair("b", r#"{"type":"hangup","from":"door","reason":"timeout"}"#),
+                pair("c", r#"{"type":"hangup","from":"door","reason":"timeout"}"#),
+                pair(
+                    "door",
+                    r#"{"type":"hangup","group":"home","reason":"timeout"}"#
+                ),
+            ]
+        );
+        msg8(&mut t, 1, r#"{"type":"page","group":"home"}"#);
+        let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"home","id":6}"#);
+        assert_eq!(reply(&out), r#"{"type":"ack","id":6}"#);
+        assert_eq!(sent8(&t, &out.effects).len(), 3);
+        assert!(t.iter().all(|p| p.idle()));
+        msg8(&mut t, 1, r#"{"type":"page","group":"home"}"#);
+        let out = disconnect(&mut t, 1);
+        assert!(
+            sent8(&t, &out)
+                .iter()
+                .all(|(_, m)| m.ends_with(r#""reason":"disconnected"}"#))
+        );
+        // A listener disconnecting from a page with others left: an update.
+        msg8(&mut t, 2, r#"{"type":"page","group":"home"}"#);
+        let out = disconnect(&mut t, 3);
+        assert!(sent8(&t, &out)[0].1.starts_with(r#"{"type":"paging""#));
+    }
+
+    #[test]
+    fn a_resume_inherits_a_ring_or_page_and_nobody_hears_of_it() {
+        let mut t = household();
+        msg8(&mut t, 1, r#"{"type":"page","group":"home"}"#);
+        let out = reg_with8(&mut t, 9, "a", r#""token":"tok","groups":["other"]"#);
+        assert_eq!(out.effects.len(), 1, "only the replacement");
+        assert!(matches!(t.by_conn(9).unwrap().call, Call::Listening { .. }));
+        assert_eq!(t.by_conn(9).unwrap().groups.as_slice(), ["home"]);
+        let sig = r#"{"type":"signal","to":"door","data":1,"id":1}"#;
+        assert!(reply(&msg8(&mut t, 9, sig)).contains("ack"));
+    }
+
+    #[test]
+    fn presence_counts_changed_statuses_not_events() {
+        let mut t = household();
+        // c goes from dnd to online: one change.
+        let out = msg8(&mut t, 4, r#"{"type":"status","dnd":false}"#);
+        assert_eq!(presence_of(&out.effects).0.len(), 1);
+        // Same value again: nothing.
+        let out = msg8(&mut t, 4, r#"{"type":"status","dnd":false}"#);
+        assert_eq!(presence_of(&out.effects), (vec![], false));
+        // A group ring of door + 3: roster; cancelling it: roster again.
+        let out = msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        assert_eq!(presence_of(&out.effects), (vec![], true));
+        let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"home"}"#);
+        assert_eq!(presence_of(&out.effects), (vec![], true));
+    }
+
+    #[test]
+    fn a_station_starts_five_fan_outs_in_a_row_then_one_a_second() {
+        let mut t = household();
+        let mut c = ctx(None);
+        let send = |t: &mut Peers<u8, 8>, c: &Ctx, json: &str| {
+            let inbound = Inbound {
+                text: Some(json),
+                over_rate: false,
+            };
+            handle(t, c, 1, &1, inbound)
+        };
+        for i in 0..5 {
+            let out = send(&mut t, &c, r#"{"type":"page","group":"home","id":1}"#);
+            assert!(reply(&out).starts_with(r#"{"type":"paging""#), "page {i}");
+            send(&mut t, &c, r#"{"type":"hangup","group":"home"}"#);
+        }
+        // Refused ones cost nothing, and neither do pages that found no one.
+        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":2}"#);
+        assert_eq!(
+            reply(&out),
+            r#"{"type":"error","id":2,"code":"rate_limited","message":"too many messages"}"#
+        );
+        assert!(out.effects.is_empty());
+        c.now += FanOuts::EVERY;
+        let out = send(&mut t, &c, r#"{"type":"call","group":"nobody","id":3}"#);
+        assert!(reply(&out).contains("no_one_available"));
+        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":4}"#);
+        assert!(reply(&out).starts_with(r#"{"type":"ringing""#));
+        send(&mut t, &c, r#"{"type":"hangup","group":"home"}"#);
+        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":5}"#);
+        assert!(reply(&out).contains("rate_limited"));
+        // 1:1 calls are not fan-outs.
+        let out = send(&mut t, &c, r#"{"type":"call","to":"a","id":6}"#);
+        assert_eq!(reply(&out), r#"{"type":"ack","id":6}"#);
     }
 }

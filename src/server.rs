@@ -43,13 +43,17 @@ pub struct Server {
     pub acceptor: Acceptor,
     www: Www,
     ca_pem: Option<Vec<u8>>,
+    /// The local CA's SHA-256 fingerprint, as the journal shows it.
+    fingerprint: Option<String>,
     /// The plain-HTTP port, once bound: `/healthz` tells pages where the guide is.
     http_port: Cell<Option<u16>>,
 }
 
 impl Server {
     pub fn new(hub: Rc<Hub>, www: Www, tls: crate::tls::Tls) -> Rc<Server> {
+        let ca = tls.ca_pem.as_deref().and_then(crate::tls::ca_summary);
         Rc::new(Server {
+            fingerprint: ca.map(|c| c.0),
             hub,
             acceptor: tls.acceptor,
             www,
@@ -58,12 +62,34 @@ impl Server {
         })
     }
 
-    fn http_ctx<'a>(&'a self, health: &'a dyn Fn() -> String) -> HttpCtx<'a> {
+    fn http_ctx<'a>(
+        &'a self,
+        health: &'a dyn Fn() -> String,
+        owner: &'a dyn Fn(http::Owner) -> String,
+    ) -> HttpCtx<'a> {
         HttpCtx {
             www: &self.www,
             ca_pem: self.ca_pem.as_deref(),
             allowed_origins: &self.hub.cfg.allow_origin,
             health,
+            fingerprint: self.fingerprint.as_deref(),
+            plain_port: self.http_port.get(),
+            admin_key: self.hub.cfg.admin_key.as_deref(),
+            owner,
+        }
+    }
+
+    /// The owner's `/status.json` or `/metrics` body.
+    fn owner(&self, what: http::Owner) -> String {
+        let ca = self.ca_pem.as_deref().and_then(crate::tls::ca_summary);
+        let facts = crate::owner::Facts {
+            hub: &self.hub,
+            ca: ca.as_ref().map(|(f, s)| (f.as_str(), *s)),
+            cert_expires_in: self.acceptor.expires_in(),
+        };
+        match what {
+            http::Owner::Status => crate::owner::status_json(&facts),
+            http::Owner::Metrics => crate::owner::prometheus(&facts),
         }
     }
 }
@@ -160,7 +186,7 @@ async fn connection(server: &Server, tcp: TcpStream, slot: &Slot) {
         Some(Err(e)) => return log::debug!("{}: TLS handshake failed: {e}", slot.ip()),
         None => return log::debug!("{}: TLS handshake timed out", slot.ip()),
     };
-    requests(server, tls, slot).await;
+    requests(server, server.hub.metrics.count(tls), slot).await;
 }
 
 /// HTTP requests on one TLS connection, kept alive within [`KEEPALIVE_IDLE`],
@@ -200,7 +226,8 @@ where
             Err(e) => return head_error(&mut tls, e).await,
         };
         let health = || server.hub.health(server.http_port.get()).encode();
-        match http::route(&head, &server.http_ctx(&health), http::Port::Tls) {
+        let owner = |what| server.owner(what);
+        match http::route(&head, &server.http_ctx(&health, &owner), http::Port::Tls) {
             Route::Upgrade(accept) => {
                 let reply = http::switching_protocols(&accept);
                 let sent = async {
@@ -297,9 +324,10 @@ async fn plain_loop<'ex>(
                 match timeout(handshake, http::read_head(&mut tcp, &mut buf)).await {
                     Some(Ok((head, _))) => {
                         let health = || String::new();
+                        let owner = |_| String::new();
                         let port = http::Port::Plain { https_port };
                         if let Route::Respond(mut r) =
-                            http::route(&head, &server.http_ctx(&health), port)
+                            http::route(&head, &server.http_ctx(&health, &owner), port)
                         {
                             r.close = true;
                             respond(&mut tcp, &head, &r, &slot).await;

@@ -9,7 +9,7 @@
 
 use crate::clock::timeout;
 use crate::config::Config;
-use crate::peers::{ConnId, Peers, fresh_token};
+use crate::peers::{ConnId, Peer, Peers, fresh_token};
 use crate::protocol::{ErrorCode, Health, MAX_WRONG_KEYS, ServerMsg};
 use crate::relay::{self, Ctx, Effect, Effects, Inbound, To};
 use crate::slots::Slot;
@@ -170,6 +170,8 @@ pub struct Hub {
     started: Instant,
     /// Registered stations, for the TURN relay (stations.rs).
     pub stations: crate::stations::Stations,
+    /// Counters for the owner's page and `/metrics` (fed by the `metrics.` lines below).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Counts an open WebSocket until dropped.
@@ -199,6 +201,7 @@ impl Hub {
             next_conn: Cell::new(0),
             started: Instant::now(),
             stations: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -237,6 +240,11 @@ impl Hub {
         }
     }
 
+    /// The peer table, read by the owner's page; the borrow ends with `f`.
+    pub(crate) fn with_peers<T>(&self, f: impl FnOnce(&Peers<Link>) -> T) -> T {
+        f(&self.peers.borrow())
+    }
+
     /// Ends unanswered rings at their deadlines. One task for every ring, spawned once;
     /// it sleeps until the earliest deadline or until a new ring starts.
     pub async fn ring_clock(&self) {
@@ -255,11 +263,14 @@ impl Hub {
                 None => started.await,
             }
             loop {
-                let effects = relay::expire(&mut self.peers.borrow_mut(), Instant::now());
-                if effects.is_empty() {
+                let ended = relay::expire(&mut self.peers.borrow_mut(), Instant::now());
+                if ended.effects.is_empty() {
                     break;
                 }
-                self.deliver(effects);
+                if ended.missed {
+                    self.metrics.missed();
+                }
+                self.deliver(ended.effects);
             }
         }
     }
@@ -275,34 +286,28 @@ impl Hub {
     /// where it does not fit, the receiver gets the whole list once its outbox has drained.
     fn deliver(&self, effects: Effects<Link>) {
         let peers = self.peers.borrow();
+        for e in &effects {
+            if let Effect::Send { text, .. } = e {
+                self.metrics.sent(text);
+            }
+        }
         for effect in effects {
             match effect {
                 Effect::Send {
                     to: To::Peer(name),
                     text,
                 } => {
-                    let Some(p) = peers.by_name(&name) else {
-                        continue;
-                    };
-                    let link = &p.link;
-                    if self.queued_total.get() + text.len() > self.queued_budget() {
-                        // Everyone together holds too much: the largest queue belongs to
-                        // the connection that reads least; a tablet that keeps up holds
-                        // next to nothing.
-                        let largest = peers.iter().max_by_key(|p| p.link.queued.get());
-                        if let Some(laggard) = largest {
-                            log::debug!(
-                                "queued bytes over the total: cutting connection {}",
-                                laggard.conn
-                            );
-                            laggard.link.cut();
-                            if laggard.conn == p.conn {
-                                continue;
-                            }
-                        }
+                    if let Some(p) = peers.by_name(&name) {
+                        self.relay_to(&peers, p, text.into());
                     }
-                    if !link.outbox.is_closed() && !link.try_queue(text.into(), link.budget) {
-                        link.cut();
+                }
+                Effect::Send {
+                    to: To::Marked,
+                    text,
+                } => {
+                    let text = Utf8Bytes::from(text);
+                    for p in peers.iter().filter(|p| p.marked) {
+                        self.relay_to(&peers, p, text.clone());
                     }
                 }
                 Effect::Send {
@@ -311,16 +316,13 @@ impl Hub {
                 } => {
                     let text = Utf8Bytes::from(text);
                     for p in peers.iter().filter(|p| p.name != name) {
-                        let link = &p.link;
-                        let room = self.queued_total.get() + text.len() <= self.queued_budget();
-                        let fits = room
-                            && !link.half_full()
-                            && link.try_queue(text.clone(), link.budget / 2);
-                        if !fits && !link.stale.replace(true) {
-                            log::debug!(
-                                "connection {}: outbox half full, presence dropped",
-                                p.conn
-                            );
+                        self.presence_to(p, text.clone());
+                    }
+                }
+                Effect::Rosters => {
+                    for p in peers.iter() {
+                        if let Some(text) = relay::roster(&peers, p.conn) {
+                            self.presence_to(p, text.into());
                         }
                     }
                 }
@@ -328,6 +330,41 @@ impl Hub {
                     let _ = old.kick.try_send(Kick::Replaced);
                 }
             }
+        }
+    }
+
+    /// Queue a relayed message for `p`: one that does not fit its outbox cuts `p`, one
+    /// that does not fit the total cuts whoever holds the most.
+    fn relay_to(&self, peers: &Peers<Link>, p: &Peer<Link>, text: Utf8Bytes) {
+        let link = &p.link;
+        if self.queued_total.get() + text.len() > self.queued_budget() {
+            // Everyone together holds too much: the largest queue belongs to the
+            // connection that reads least; a tablet that keeps up holds next to nothing.
+            let largest = peers.iter().max_by_key(|p| p.link.queued.get());
+            if let Some(laggard) = largest {
+                log::debug!(
+                    "queued bytes over the total: cutting connection {}",
+                    laggard.conn
+                );
+                laggard.link.cut();
+                if laggard.conn == p.conn {
+                    return;
+                }
+            }
+        }
+        if !link.outbox.is_closed() && !link.try_queue(text, link.budget) {
+            link.cut();
+        }
+    }
+
+    /// Queue presence for `p` in at most half its outbox; where it does not fit, `p`
+    /// gets the whole list once its outbox has drained.
+    fn presence_to(&self, p: &Peer<Link>, text: Utf8Bytes) {
+        let link = &p.link;
+        let room = self.queued_total.get() + text.len() <= self.queued_budget();
+        let fits = room && !link.half_full() && link.try_queue(text, link.budget / 2);
+        if !fits && !link.stale.replace(true) {
+            log::debug!("connection {}: outbox half full, presence dropped", p.conn);
         }
     }
 
@@ -514,7 +551,10 @@ where
     hub.websockets.set(hub.websockets.get() + 1);
     let _counted = Counted(hub);
     let mut s = Session::open(hub, slot);
+    hub.metrics.opened(s.conn, s.peer);
     let end = s.serve(&mut ws).await;
+    hub.metrics
+        .ended(s.conn, end.close_frame().map(|f| f.code.into()));
     // What is still queued is dropped now, not after the close grace.
     while s.outbox.try_recv().is_ok() {}
     s.link.add(-(s.link.queued.get() as isize));
@@ -715,6 +755,7 @@ impl<'a> Session<'a> {
             access_key: cfg.access_key.as_deref(),
             ice_servers: offer.as_deref().unwrap_or(&cfg.ice_servers),
             ring_timeout: cfg.ring_timeout,
+            page_timeout: cfg.page_timeout,
             now,
             fresh_token: &fresh_token,
         };
@@ -726,6 +767,7 @@ impl<'a> Session<'a> {
             &self.link,
             inbound,
         );
+        hub.metrics.decided(out.ring_started, out.reply.as_deref());
         let was_registered = self.registered;
         self.registered = hub.peers.borrow().by_conn(self.conn).is_some();
         if let (false, Some(p)) = (was_registered, hub.peers.borrow().by_conn(self.conn)) {

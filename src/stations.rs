@@ -2,7 +2,7 @@
 //! meet: which stations are registered, from which address, and when those that left
 //! went. The session reports register/resume and disconnect (one line each); the relay
 //! asks. It also holds what a `registered` message needs to offer the relay: its port,
-//! the credential secret, and how many allocations are in use (for `/healthz`).
+//! the credential secret; and the relay's counters (allocations in use, bytes relayed).
 //!
 //! Bounded: one entry per registered station plus those that left within
 //! [`LEFT_GRACE`], in a fixed table; when it is full the oldest departure is forgotten
@@ -50,8 +50,10 @@ pub struct RelayInfo {
 pub struct Stations {
     list: RefCell<heapless::Vec<Station, ENTRIES>>,
     pub relay: OnceCell<RelayInfo>,
-    /// Allocations in use, for `/healthz`.
+    /// Allocations in use, for `/healthz` and `/metrics`.
     pub allocations: Cell<usize>,
+    /// Application data relayed, both directions, for `/metrics`.
+    pub relayed_bytes: Cell<u64>,
 }
 
 /// The canonical form of an address: an IPv4-mapped IPv6 address as IPv4.

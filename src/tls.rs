@@ -122,6 +122,25 @@ impl Acceptor {
         let ssl = Ssl::new(self.0.borrow().context())?;
         Ok(TlsStream::accept(ssl, io).await?)
     }
+
+    /// Seconds until the certificate new connections get expires (negative: expired).
+    pub fn expires_in(&self) -> Option<i64> {
+        let a = self.0.borrow();
+        a.context().certificate().and_then(seconds_left)
+    }
+}
+
+/// Seconds from now until `cert` expires (negative once it has).
+pub fn seconds_left(cert: &openssl::x509::X509Ref) -> Option<i64> {
+    let now = Asn1Time::days_from_now(0).ok()?;
+    let d = now.diff(cert.not_after()).ok()?;
+    Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
+}
+
+/// The CA's SHA-256 fingerprint (as the journal shows it) and its seconds to expiry.
+pub fn ca_summary(ca_pem: &[u8]) -> Option<(String, i64)> {
+    let ca = X509::from_pem(ca_pem).ok()?;
+    Some((fingerprint(&ca), seconds_left(&ca)?))
 }
 
 /// What the rest of the server gets: the acceptor, for a local CA its PEM, and the CA

@@ -324,8 +324,14 @@ impl Relay {
 
     async fn send_from(&self, relay: SocketAddr, data: &[u8], peer: SocketAddr) {
         if let Some(sock) = self.relay_socket(relay) {
+            self.relayed(data.len());
             let _ = sock.send_to(data, peer).await;
         }
+    }
+
+    fn relayed(&self, n: usize) {
+        let c = &self.hub.stations.relayed_bytes;
+        c.set(c.get() + n as u64);
     }
 
     async fn udp_loop(self: &Rc<Self>) {
@@ -384,6 +390,7 @@ impl Relay {
             let Some(Delivery { client, channel }) = route else {
                 continue;
             };
+            self.relayed(n);
             let tcp = matches!(client.transport, Transport::Tcp(_));
             let data_indication;
             let frame: &[u8] = match channel {

@@ -14,9 +14,9 @@ use support::*;
 /// Long enough for a message the server wrongly sent to arrive.
 const QUIET: Duration = Duration::from_millis(150);
 
-/// An entry of `registered.peers`.
+/// An entry of `registered.peers`, for a station in no group.
 fn listed(name: &str, status: &str) -> Value {
-    json!({"name": name, "status": status})
+    json!({"name": name, "status": status, "groups": []})
 }
 
 fn sorted(mut v: Vec<Value>) -> Vec<Value> {
@@ -46,7 +46,9 @@ fn register_reply_and_presence_broadcasts() {
         assert_eq!(
             reg,
             json!({"type": "registered", "protocol": 1, "name": "door", "token": token,
-                   "peers": [], "iceServers": ice, "keyed": false, "id": 7})
+                   "peers": [], "iceServers": ice, "keyed": false,
+                   "features": ["groups", "dnd", "preview", "page"], "groups": [], "dnd": false,
+                   "id": 7})
         );
 
         let (mut kitchen, reg) = server.register("kitchen").await;
@@ -675,7 +677,9 @@ fn resume_with_token_keeps_the_call_and_nobody_notices() {
         assert_eq!(
             reg,
             json!({"type": "registered", "protocol": 1, "name": "a", "token": token,
-                   "iceServers": [], "keyed": false, "id": 4})
+                   "iceServers": [], "keyed": false,
+                   "features": ["groups", "dnd", "preview", "page"], "groups": [], "dnd": false,
+                   "id": 4})
         );
         assert_eq!(
             sorted(peers.as_array().unwrap().clone()),

@@ -13,6 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{Launch, Server, patience, run};
 
+/// The owner's key where a test reads `/metrics`.
+const ADMIN: &str = "owner-key-0123456789abcdef";
+
 /// A server with the relay on 127.0.0.1 (a free port) and its own relay port range.
 fn relay_server(ports: &str, extra: &[&str]) -> Server {
     Launch::new()
@@ -280,7 +283,7 @@ fn registered_offers_the_relay_and_a_tablet_allocates_with_it() {
 
 #[test]
 fn two_stations_relay_to_each_other_over_udp_and_tcp() {
-    let server = relay_server("51010-51019", &[]);
+    let server = relay_server("51010-51019", &["--admin-key", ADMIN]);
     run(async {
         let (_door_ws, reg) = server.register("door").await;
         let (port, user, pass) = turn_entry(&reg);
@@ -321,6 +324,28 @@ fn two_stations_relay_to_each_other_over_udp_and_tcp() {
         }
         // All of it on the one thread (plus smol's idle reactor helper).
         assert_eq!(server.threads(), vec!["async-io", "intercomd"]);
+        // The owner's metrics count it: 2 allocations; every datagram here leaves one
+        // allocation and arrives at the other, so it counts twice (13 + 9 bytes, then
+        // 1 + 2 + 3 + 4 + 1200 bytes each way; the one sent before the permission, none).
+        let (status, _, body) = server
+            .http(&format!(
+                "GET /metrics HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Bearer {ADMIN}\r\n\
+                 Connection: close\r\n\r\n",
+                server.addr.port()
+            ))
+            .await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(body).unwrap();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{name} in\n{text}"))
+        };
+        assert_eq!(value("intercomd_turn_allocations"), 2);
+        assert_eq!(
+            value("intercomd_turn_relayed_bytes_total"),
+            2 * (13 + 9 + 2 * 1210)
+        );
     });
 }
 

@@ -11,6 +11,10 @@
 //   lang=ko        force the language (en, ko)
 //   key=…          access key, when the appliance was started with --access-key
 //   kiosk=1        kiosk behaviour without presetting a name
+//   groups=a,b     this tablet's ring groups (at most 8)
+//   dnd=1          start in do-not-disturb (the header's toggle changes it)
+//   door=1         door station: one large Ring button, kiosk behaviour
+//   calls=…        what a door station rings: a group, else a station's name
 //
 // A URL carrying any of these is the tablet's set-up: they are kept in localStorage
 // and a launch without any (a home-screen app starts at its own URL, with storage
@@ -19,6 +23,8 @@
 import { t, pickLang, setLang, translateDom } from './i18n.js';
 import { Signaling } from './signaling.js';
 import { Call } from './call.js';
+import { Link } from './link.js';
+import { getTrack, stopStream } from './media.js';
 import * as sound from './sound.js';
 
 const $ = (id) => document.getElementById(id);
@@ -27,6 +33,11 @@ const PTT_KEY = 'intercom.ptt';
 const CAM_KEY = 'intercom.camera';
 const KEY_KEY = 'intercom.key';
 const SETUP_KEY = 'intercom.setup';
+const DND_KEY = 'intercom.dnd';
+const MISSED_KEY = 'intercom.missed';
+const SEEN_KEY = 'intercom.missedSeen';
+const MISSED_MAX = 50;
+const FEATURES = ['groups', 'dnd', 'preview', 'page'];
 // The kiosk's set-up parameters (door, calls, groups and dnd are for the kiosk modes).
 const SETUP_PARAMS = ['name', 'autoanswer', 'audio', 'video', 'ptt', 'kiosk', 'lang', 'key', 'door', 'calls', 'groups', 'dnd'];
 const TRUST_HINT_AFTER = 3; // sockets in a row that never opened
@@ -35,8 +46,9 @@ const AUTOANSWER_MS = 2500;
 
 // Network strings (reasons, error codes) are looked up in Maps, never on plain
 // objects: a reason of `constructor` or `__proto__` must find nothing.
-const FATAL_KEYS = new Map([['name_taken', 'nameTaken'], ['name_invalid', 'nameInvalid'], ['unauthorized', 'unauthorized']]);
-const CALL_ERROR_KEYS = new Map([['busy', 'isBusy'], ['peer_not_found', 'peerGone']]);
+const FATAL_KEYS = new Map([['name_taken', 'nameTaken'], ['name_invalid', 'nameInvalid'], ['unauthorized', 'unauthorized'], ['group_invalid', 'groupInvalid']]);
+const CALL_ERROR_KEYS = new Map([['busy', 'isBusy'], ['peer_not_found', 'peerGone'], ['dnd', 'isDnd'], ['group_invalid', 'groupInvalid']]);
+const GROUP_HANGUP_KEYS = new Map([['timeout', 'noOneAnswered']]);
 const OUTGOING_HANGUP_KEYS = new Map([['declined', 'declined'], ['timeout', 'noAnswer'], ['busy', 'isBusy'], ['disconnected', 'peerGone']]);
 const CALL_HANGUP_KEYS = new Map([['disconnected', 'peerLost'], ['failed', 'mediaFailed']]);
 
@@ -82,7 +94,11 @@ function keepSetup(k, v) {
 const flag = (name) => ['1', 'true', 'yes', 'on'].includes((params.get(name) || '').toLowerCase());
 const flagOff = (name) => ['0', 'false', 'no', 'off'].includes((params.get(name) || '').toLowerCase());
 
-const kiosk = params.has('name') || flag('autoanswer') || flag('kiosk');
+const doorMode = flag('door');
+const doorCalls = (params.get('calls') || '').trim();
+const kiosk = params.has('name') || flag('autoanswer') || flag('kiosk') || doorMode;
+/** Where the page rests between calls: the list, or a door station's Ring button. */
+const home = () => (doorMode ? 'door' : 'list');
 const autoAnswer = flag('autoanswer');
 if (params.has('key')) store.set(KEY_KEY, params.get('key'));
 
@@ -101,10 +117,35 @@ const S = {
   needKey: false, // the appliance asked for an access key: set-up shows the field
   httpPort: null, // the plain-HTTP port with the set-up guide (from /healthz); 0 while asking or when none
   gestured: false, // a tap or key press has happened (sound, wake lock, camera)
+  groupsOf: new Map(), // name -> its groups
+  features: new Set(), // what the appliance offers (`registered.features`)
+  dnd: params.has('dnd') ? flag('dnd') : store.get(DND_KEY) === '1',
+  page: null, // an announcement: {role: 'pager' | 'listener', group, from, to, links, media}
+  missed: loadMissed(),
 };
+
+/** `?groups=a,b`: valid names, duplicates dropped, at most 8, first order kept. */
+function parseGroups(text) {
+  const out = [];
+  for (const g of String(text || '').split(',').map((x) => x.trim())) {
+    if (g && g !== '*' && validName(g) && !out.includes(g) && out.length < 8) out.push(g);
+  }
+  return out;
+}
+const myGroups = parseGroups(params.get('groups'));
+
+function loadMissed() {
+  try {
+    const list = JSON.parse(store.get(MISSED_KEY) || '[]');
+    return Array.isArray(list) ? list.filter((m) => m && typeof m.from === 'string' && Number.isFinite(m.at)).slice(0, MISSED_MAX) : [];
+  } catch {
+    return [];
+  }
+}
 
 const wsUrl = `${location.protocol === 'http:' ? 'ws' : 'wss'}://${location.host}/ws`;
 const sig = new Signaling(wsUrl);
+sig.extra = () => (myGroups.length ? { features: FEATURES, dnd: S.dnd, groups: myGroups } : { features: FEATURES, dnd: S.dnd });
 
 // A bookmark's parameters win over the settings screen (they are the kiosk's setup).
 const pttMode = () => (params.has('ptt') ? flag('ptt') : store.get(PTT_KEY) === '1');
@@ -117,8 +158,17 @@ const TITLES = new Map([['incoming', 'incomingFrom'], ['call', 'inCallWith']]);
 
 /** The screen follows the call's phase while there is a call, else the page's view. */
 function screen() {
-  return S.call ? CALL_SCREENS.get(S.call.phase) : S.view;
+  if (S.call) return CALL_SCREENS.get(S.call.phase);
+  return S.page && S.page.role === 'listener' ? 'announce' : S.view;
 }
+
+/** Resting on the list (or the door's button), connected, nothing going on. */
+function idle() {
+  return screen() === home() && !S.call && !S.page && sig.state === 'registered';
+}
+
+const groupLabel = (g) => (g === '*' ? t('everyone') : g);
+const who = (call) => call.partner || groupLabel(call.group);
 
 /** Whether `call` is still the call in progress: a step that resumes after an
  *  await stops here when its call has ended (and maybe another has begun). */
@@ -139,7 +189,7 @@ function render() {
   document.body.dataset.screen = now;
   updateWakeLock();
   updateSoundGate();
-  sound.setSession(now === 'call' ? 'auto' : 'playback');
+  sound.setSession(now === 'call' || (S.page && S.page.role === 'pager') ? 'auto' : 'playback');
 }
 
 function avatar(el, name) {
@@ -164,58 +214,101 @@ function icon(id, cls = 'icon') {
   return svg;
 }
 
+const STATUS_LOOK = new Map([
+  ['online', { icon: 'i-ok', text: 'available', label: 'callName' }],
+  ['busy', { icon: 'i-busy', text: 'busyLong', label: 'callNameBusy' }],
+  ['dnd', { icon: 'i-moon', text: 'dnd', label: 'callNameDnd' }],
+]);
+
+/** One card of the list: a station (`data-peer`) or a group (`data-group`). */
+function card({ key, value, title, status, sub, label, iconId, onTap }) {
+  const li = document.createElement('li');
+  const btn = document.createElement('button');
+  btn.type = 'button';
+  btn.className = `peer${status === 'online' ? '' : ' is-busy'}${status === 'dnd' ? ' is-dnd' : ''}`;
+  btn.dataset[key] = value;
+  btn.dataset.status = status;
+  btn.setAttribute('aria-label', label);
+  if (status !== 'online' && key === 'peer') btn.setAttribute('aria-disabled', 'true');
+  const av = document.createElement('span');
+  av.className = 'avatar';
+  av.setAttribute('aria-hidden', 'true');
+  if (key === 'group') av.append(icon('i-group'));
+  else avatar(av, value);
+  if (key === 'group') av.style.setProperty('--hue', String(hue(value)));
+  const text = document.createElement('span');
+  text.className = 'peer-text';
+  const n = document.createElement('span');
+  n.className = 'peer-name';
+  n.textContent = title;
+  const st = document.createElement('span');
+  st.className = 'peer-status';
+  st.append(icon(iconId, 'icon small'), document.createTextNode(sub));
+  text.append(n, st);
+  const go = document.createElement('span');
+  go.className = 'peer-go';
+  go.setAttribute('aria-hidden', 'true');
+  go.append(icon(key === 'group' ? 'i-bell' : 'i-phone'));
+  btn.append(av, text, go);
+  btn.addEventListener('click', onTap);
+  li.append(btn);
+  return li;
+}
+
+/** Group name -> the other registered stations in it, from the peers' `groups`. */
+function groupMembers() {
+  const m = new Map();
+  for (const [name, gs] of S.groupsOf) {
+    if (!S.peers.has(name)) continue;
+    for (const g of gs) {
+      if (!m.has(g)) m.set(g, []);
+      m.get(g).push(name);
+    }
+  }
+  return m;
+}
+
 function renderList() {
   $('me-name').textContent = S.me ? t('youAre', { name: S.me }) : '';
+  renderHeader();
+  if (doorMode) renderDoor();
   const ul = $('peers');
   const names = [...S.peers.keys()].sort((a, b) => a.localeCompare(b));
-  const focusedName = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.peer;
+  const focused = document.activeElement && document.activeElement.dataset;
+  const focusKey = focused ? focused.peer || focused.group : null;
   ul.textContent = '';
   for (const name of names) {
-    const busy = S.peers.get(name) === 'busy';
-    const li = document.createElement('li');
-    const btn = document.createElement('button');
-    btn.type = 'button';
-    btn.className = `peer${busy ? ' is-busy' : ''}`;
-    btn.dataset.peer = name;
-    btn.dataset.status = busy ? 'busy' : 'online';
-    btn.setAttribute('aria-label', busy ? t('callNameBusy', { name }) : t('callName', { name }));
-    if (busy) btn.setAttribute('aria-disabled', 'true');
-    const av = document.createElement('span');
-    av.className = 'avatar';
-    av.setAttribute('aria-hidden', 'true');
-    avatar(av, name);
-    const text = document.createElement('span');
-    text.className = 'peer-text';
-    const n = document.createElement('span');
-    n.className = 'peer-name';
-    n.textContent = name;
-    const st = document.createElement('span');
-    st.className = 'peer-status';
-    st.append(icon(busy ? 'i-busy' : 'i-ok', 'icon small'), document.createTextNode(busy ? t('busyLong') : t('available')));
-    text.append(n, st);
-    const go = document.createElement('span');
-    go.className = 'peer-go';
-    go.setAttribute('aria-hidden', 'true');
-    go.append(icon('i-phone'));
-    btn.append(av, text, go);
-    btn.addEventListener('click', () => startCall(name));
-    li.append(btn);
-    ul.append(li);
-    if (name === focusedName) btn.focus();
+    const status = S.peers.get(name);
+    const look = STATUS_LOOK.get(status);
+    ul.append(card({ key: 'peer', value: name, title: name, status, sub: t(look.text), label: t(look.label, { name }), iconId: look.icon, onTap: () => startCall(name) }));
   }
+  const gl = $('groups');
+  gl.textContent = '';
+  const groups = S.features.has('groups') ? [...groupMembers()].sort((a, b) => a[0].localeCompare(b[0])) : [];
+  for (const [g, members] of groups) {
+    const free = members.filter((n) => S.peers.get(n) === 'online').length;
+    const count = t(members.length === 1 ? 'tablets1' : 'tablets', { n: members.length });
+    const sub = `${count} · ${t('nAvailable', { n: free })}`;
+    gl.append(card({ key: 'group', value: g, title: g, status: free ? 'online' : 'busy', sub, label: `${t('callGroup', { name: g })} (${sub})`, iconId: free ? 'i-ok' : 'i-busy', onTap: () => startGroupCall(g) }));
+  }
+  for (const btn of document.querySelectorAll('#peers .peer, #groups .peer')) if ((btn.dataset.peer || btn.dataset.group) === focusKey) btn.focus();
   const connected = sig.state === 'registered';
-  ul.classList.toggle('is-stale', !connected);
-  ul.setAttribute('aria-busy', String(!connected));
+  for (const list of [ul, gl]) {
+    list.classList.toggle('is-stale', !connected);
+    list.setAttribute('aria-busy', String(!connected));
+  }
+  gl.hidden = groups.length === 0;
   $('empty').hidden = names.length > 0 || !connected;
+  renderAnnounce(groups.map((x) => x[0]));
   renderNotice();
 }
 
-function setNotice(key, name) {
+function setNotice(key, name, vars = {}) {
   clearTimeout(S.noticeTimer);
   if (!key) {
     S.notice = null;
   } else {
-    S.notice = { key, text: t(key, { name }) };
+    S.notice = { key, text: t(key, { ...vars, name }) };
     S.noticeTimer = setTimeout(() => setNotice(null), NOTICE_MS);
   }
   renderNotice();
@@ -226,6 +319,9 @@ function renderNotice() {
   box.hidden = !S.notice;
   box.dataset.key = S.notice ? S.notice.key : '';
   $('notice-text').textContent = S.notice ? S.notice.text : '';
+  const door = $('door-notice');
+  door.hidden = !S.notice;
+  door.textContent = S.notice ? S.notice.text : '';
 }
 
 function renderBanner() {
@@ -330,7 +426,7 @@ $('setup-form').addEventListener('submit', (ev) => {
 
 $('setup-cancel').addEventListener('click', () => {
   S.editingFromList = false;
-  show('list');
+  show(home());
   renderList();
 });
 
@@ -340,7 +436,7 @@ $('setup-cancel').addEventListener('click', () => {
 function connectAs(name, { typed = false } = {}) {
   if (S.me !== name) S.peers.clear();
   S.me = name;
-  show(sig.everRegistered ? 'list' : 'boot');
+  show(sig.everRegistered ? home() : 'boot');
   sig.start(name, store.get(KEY_KEY), { retryTaken: !typed });
 }
 
@@ -356,11 +452,11 @@ $('open-settings').addEventListener('click', () => {
 $('set-ptt').addEventListener('change', (e) => store.set(PTT_KEY, e.target.checked ? '1' : '0'));
 $('set-cam').addEventListener('change', (e) => store.set(CAM_KEY, e.target.checked ? '1' : '0'));
 $('settings-done').addEventListener('click', () => {
-  show('list');
+  show(home());
   renderList();
 });
 $('settings-clear').addEventListener('click', () => {
-  for (const k of [SETUP_KEY, NAME_KEY, KEY_KEY, PTT_KEY, CAM_KEY]) store.set(k, null);
+  for (const k of [SETUP_KEY, NAME_KEY, KEY_KEY, PTT_KEY, CAM_KEY, DND_KEY, MISSED_KEY, SEEN_KEY]) store.set(k, null);
   sig.stop();
   location.replace(location.pathname);
 });
@@ -374,17 +470,30 @@ $('settings-name').addEventListener('click', () => {
 sig.on('state', () => {
   // A first connection that keeps failing: show the list (with the banner and
   // the settings button) rather than an endless "Connecting…".
-  if (screen() === 'boot' && (sig.lastError || sig.attempt > 1)) show('list');
+  if (screen() === 'boot' && (sig.lastError || sig.attempt > 1)) show(home());
   renderBanner();
-  if (screen() === 'list') renderList();
+  if (screen() === home()) renderList();
 });
 
 /** Replace the whole list (from `registered`, or `peers` after dropped updates). */
 function setRoster(list) {
   S.peers.clear();
-  for (const p of Array.isArray(list) ? list : []) {
-    if (p && typeof p.name === 'string' && p.name !== S.me) S.peers.set(p.name, p.status === 'busy' ? 'busy' : 'online');
+  S.groupsOf.clear();
+  for (const p of Array.isArray(list) ? list : []) setPeer(p);
+}
+
+const STATUSES = new Set(['busy', 'dnd']);
+
+/** One peer object (or `peer` message): its status and its groups. */
+function setPeer(p) {
+  if (!p || typeof p.name !== 'string' || p.name === S.me) return;
+  if (p.status === 'offline') {
+    S.peers.delete(p.name);
+    S.groupsOf.delete(p.name);
+    return;
   }
+  S.peers.set(p.name, STATUSES.has(p.status) ? p.status : 'online');
+  S.groupsOf.set(p.name, Array.isArray(p.groups) ? p.groups.filter((g) => typeof g === 'string') : []);
 }
 
 sig.on('registered', (msg) => {
@@ -396,6 +505,9 @@ sig.on('registered', (msg) => {
   S.keyed = msg.keyed === true;
   S.needKey = S.keyed;
   for (const el of document.querySelectorAll('.aa-note')) el.hidden = !autoAnswer || S.keyed;
+  S.features = new Set(Array.isArray(msg.features) ? msg.features : []);
+  // A resume keeps the appliance's DND and ignores register's: say it again.
+  if (S.features.has('dnd')) sig.send({ type: 'status', dnd: S.dnd });
   if (S.queuedHangup) {
     sig.send(S.queuedHangup);
     S.queuedHangup = null;
@@ -404,8 +516,14 @@ sig.on('registered', (msg) => {
   // After a reconnect the server either kept our call (the token carried it
   // over, so the partner is still busy) or it restarted and forgot it.
   const call = S.call;
-  if (call && S.peers.get(call.partner) !== 'busy') endCall(call, call.phase === 'ringing-in' ? 'missed' : 'callLostServer');
-  if (screen() === 'boot' || screen() === 'setup') show('list');
+  const busy = (n) => S.peers.get(n) === 'busy';
+  if (call && !(call.partner ? busy(call.partner) : call.ringing.some(busy))) {
+    if (call.phase === 'ringing-in') recordMissed(call);
+    endCall(call, call.phase === 'ringing-in' ? 'missed' : 'callLostServer');
+  }
+  const page = S.page;
+  if (page && !(page.role === 'listener' ? busy(page.from) : page.to.some(busy))) endPage(page);
+  if (screen() === 'boot' || screen() === 'setup') show(home());
   renderList();
   renderBanner();
 });
@@ -418,11 +536,13 @@ sig.on('fatal', (code) => {
     S.needKey = true;
   }
   if (S.call) endCall(S.call, null);
+  if (S.page) endPage(S.page, null, { silent: true });
   showSetup(key);
 });
 
 sig.on('replaced', () => {
   if (S.call) endCall(S.call, null, { silent: true });
+  if (S.page) endPage(S.page, null, { silent: true });
   $('message-text').textContent = t('replaced');
   $('message-action').textContent = t('useHere');
   show('message');
@@ -437,26 +557,44 @@ sig.on('message', (msg) => {
   const fromPartner = !!call && msg.from === call.partner;
   switch (msg.type) {
     case 'peer':
-      if (typeof msg.name !== 'string' || msg.name === S.me) break;
-      if (msg.status === 'offline') S.peers.delete(msg.name);
-      else S.peers.set(msg.name, msg.status === 'busy' ? 'busy' : 'online');
-      if (screen() === 'list') renderList();
+      setPeer(msg);
+      if (screen() === home()) renderList();
       break;
     case 'peers':
       setRoster(msg.peers);
-      if (screen() === 'list') renderList();
+      if (screen() === home()) renderList();
       break;
     case 'call':
-      onIncoming(msg.from);
+      onIncoming(msg.from, typeof msg.group === 'string' ? msg.group : null);
+      break;
+    case 'ringing':
+      if (call && call.group && msg.group === call.group && call.phase === 'ringing-out') onRinging(call, msg.to);
       break;
     case 'accept':
-      if (fromPartner && call.phase === 'ringing-out') onAccepted(call);
+      if (!call || call.phase !== 'ringing-out') break;
+      if (call.group && !call.partner && msg.group === call.group && typeof msg.from === 'string') {
+        call.partner = msg.from; // the first to answer a group ring gets the call
+        onAccepted(call);
+      } else if (fromPartner) onAccepted(call);
       break;
     case 'hangup':
-      if (fromPartner) onRemoteHangup(call, msg.reason);
+      if (typeof msg.group === 'string' && msg.from === undefined) onGroupHangup(msg.group, msg.reason);
+      else if (fromPartner) onRemoteHangup(call, msg.reason);
+      else if (S.page && S.page.role === 'listener' && msg.from === S.page.from) endPage(S.page);
       break;
     case 'signal':
-      if (fromPartner) call.signal(msg.data);
+      if (call && call.previews.has(msg.from)) call.previews.get(msg.from).handle(msg.data);
+      else if (fromPartner) {
+        if (call.phase === 'ringing-in') openCalleePreview(call);
+        call.signal(msg.data);
+      } else if (S.page && S.page.links.has(msg.from)) S.page.links.get(msg.from).handle(msg.data);
+      else if (S.page && S.page.role === 'listener' && msg.from === S.page.from) listen(S.page).handle(msg.data);
+      break;
+    case 'page':
+      onPaged(msg.from, typeof msg.group === 'string' ? msg.group : '*');
+      break;
+    case 'paging':
+      if (S.page && S.page.role === 'pager' && msg.group === S.page.group) onPaging(S.page, msg.to);
       break;
     default:
       break;
@@ -466,8 +604,8 @@ sig.on('message', (msg) => {
 // ---------------------------------------------------------------- calling
 
 /** Makes `partner`'s call the current one and lets its events drive the screens. */
-function beginCall(partner, phase) {
-  const call = new Call(partner, phase);
+function beginCall(partner, phase, group = null) {
+  const call = new Call(partner, phase, group);
   S.call = call;
   call.on('phase', () => {
     render();
@@ -487,25 +625,106 @@ function beginCall(partner, phase) {
   return call;
 }
 
+const sendingAtStart = () => ({ audio: !pttMode(), video: cameraAtStart() });
+
 function startCall(name) {
-  if (screen() !== 'list' || S.call || sig.state !== 'registered') return;
-  if (S.peers.get(name) === 'busy') {
-    setNotice('isBusy', name);
+  if (!idle()) return;
+  const status = S.peers.get(name);
+  if (status === 'busy' || status === 'dnd') {
+    setNotice(status === 'dnd' ? 'isDnd' : 'isBusy', name);
     return;
   }
+  const call = ringOut(name, null);
+  sig
+    .request({ type: 'call', to: name })
+    .then(() => current(call) && onRinging(call, [name]))
+    .catch((err) => {
+      if (current(call) && call.phase === 'ringing-out') endCall(call, CALL_ERROR_KEYS.get(err.code) || 'mediaFailed');
+    });
+}
+
+/** Rings every free member of `group` (`call` with `group`); the first to answer talks. */
+function startGroupCall(group) {
+  if (!idle()) return;
+  const call = ringOut(null, group);
+  sig
+    .request({ type: 'call', group })
+    .then((msg) => current(call) && onRinging(call, msg.to))
+    .catch((err) => {
+      if (!current(call) || call.phase !== 'ringing-out') return;
+      if (err.code === 'no_one_available') endCall(call, unavailable(group, err.detail));
+      else endCall(call, CALL_ERROR_KEYS.get(err.code) || 'mediaFailed');
+    });
+}
+
+/** The outgoing screen for a call to `name` or `group`, with our own camera. */
+function ringOut(name, group) {
   sound.unlock();
   setNotice(null);
-  const call = beginCall(name, 'ringing-out');
-  avatar($('out-avatar'), name);
-  $('out-name').textContent = name;
-  $('out-hint').textContent = t('ringingHint', { name });
+  const call = beginCall(name, 'ringing-out', group);
+  const label = name || groupLabel(group);
+  avatar($('out-avatar'), label);
+  $('out-name').textContent = label;
+  $('out-hint').textContent = name ? t('ringingHint', { name }) : '';
   render();
   $('out-cancel').focus();
   sound.ringback();
-  call.localMedia();
-  sig.request({ type: 'call', to: name }).catch((err) => {
-    if (current(call) && call.phase === 'ringing-out') endCall(call, CALL_ERROR_KEYS.get(err.code) || 'mediaFailed');
+  call.localMedia().then((media) => {
+    if (!current(call) || call.phase !== 'ringing-out') return;
+    call.useMedia(media, sendingAtStart());
+    const v = $('out-video');
+    v.hidden = !media.video;
+    if (media.video) v.srcObject = media.stream;
+    syncPreviews(call);
   });
+  return call;
+}
+
+/** Why nobody rings (`no_one_available` with its `busy` and `dnd` lists). */
+function unavailable(group, detail) {
+  const names = (x) => (Array.isArray(x) ? x.filter((n) => typeof n === 'string') : []);
+  const busy = names(detail.busy);
+  const dnd = names(detail.dnd);
+  const name = groupLabel(group);
+  if (!busy.length && !dnd.length) return ['nobodyInGroup', name];
+  if (!dnd.length) return ['allBusy', name];
+  if (!busy.length) return dnd.length === 1 ? ['isDnd', dnd[0]] : ['allDnd', name];
+  return ['mixedUnavailable', name, { busy: busy.join(', '), dnd: dnd.join(', ') }];
+}
+
+/** Who our ring is ringing now (`ringing.to`, or the callee of a 1:1 call). */
+function onRinging(call, to) {
+  call.ringing = Array.isArray(to) ? to.filter((n) => typeof n === 'string') : [];
+  if (call.group) $('out-hint').textContent = t('ringingWho', { names: call.ringing.join(', ') });
+  syncPreviews(call);
+}
+
+/** Shows our picture to the first PREVIEW_MAX ringing callees, one link each;
+ *  the others see it once they answer. A callee that cannot take a preview (the
+ *  server answers `no_call`) gets a fresh link after answering instead. */
+function syncPreviews(call) {
+  if (!S.features.has('preview') || !current(call) || call.phase !== 'ringing-out' || !call.media) return;
+  for (const name of call.previews.keys()) if (!call.ringing.includes(name)) call.dropPreview(name);
+  for (const name of call.ringing) {
+    call.openPreview(name, {
+      iceServers: S.iceServers,
+      send: (data) => {
+        const msg = { type: 'signal', to: name, data };
+        if (!data.description) return sig.send(msg);
+        sig.request(msg).catch((err) => {
+          if (err.code === 'no_call' && current(call) && call.phase === 'ringing-out') call.dropPreview(name);
+        });
+      },
+    });
+  }
+}
+
+/** Our ring ended without an answer (`hangup` with `group`, no `from`), or our page did. */
+function onGroupHangup(group, reason) {
+  const call = S.call;
+  if (call && call.group === group && !call.partner && call.phase === 'ringing-out') {
+    endCall(call, [GROUP_HANGUP_KEYS.get(reason) || 'groupDeclined', groupLabel(group)]);
+  } else if (S.page && S.page.role === 'pager' && S.page.group === group) endPage(S.page);
 }
 
 async function onAccepted(call) {
@@ -515,19 +734,37 @@ async function onAccepted(call) {
   if (current(call)) connectMedia(call, media);
 }
 
-function onIncoming(from) {
+function onIncoming(from, group) {
   if (typeof from !== 'string') return;
-  if (S.call || S.view === 'message') {
+  if (S.call || S.page || S.view === 'message') {
     sig.send({ type: 'hangup', to: from, reason: 'busy' });
     return;
   }
-  const call = beginCall(from, 'ringing-in');
+  const call = beginCall(from, 'ringing-in', group);
   avatar($('in-avatar'), from);
-  $('in-name').textContent = t('incomingFrom', { name: from });
+  $('in-name').textContent = group ? t('groupFrom', { name: from, group: groupLabel(group) }) : t('incomingFrom', { name: from });
+  $('in-video').hidden = true;
+  $('screen-incoming').classList.remove('has-preview');
   render();
   $('in-accept').focus();
   sound.ring();
   if (autoAnswer && S.keyed) call.after(AUTOANSWER_MS, acceptCall);
+}
+
+/** The caller's preview arrived while we ring: receive only, nothing of ours is sent. */
+function openCalleePreview(call) {
+  call.receivePreview({ iceServers: S.iceServers, send: (data) => sig.send({ type: 'signal', to: call.partner, data }) });
+}
+
+/** The caller's live picture behind Answer and Decline (muted until answered). */
+function showPreview(call) {
+  const v = $('in-video');
+  const stream = call.link && call.link.remoteStream;
+  if (!stream || !stream.getVideoTracks().length) return;
+  if (v.srcObject !== stream) v.srcObject = stream;
+  v.hidden = false;
+  $('screen-incoming').classList.add('has-preview');
+  v.play().catch(() => {});
 }
 
 async function acceptCall() {
@@ -556,6 +793,7 @@ function enterCallScreen(call) {
   $('call-timer').textContent = '00:00';
   $('remote-video').srcObject = null;
   $('local-video').srcObject = null;
+  $('in-video').srcObject = $('out-video').srcObject = null;
   $('media-note').hidden = true;
   call.setPhase('connecting');
   $('btn-hangup').focus();
@@ -564,15 +802,20 @@ function enterCallScreen(call) {
 function connectMedia(call, media) {
   call.connect(media, {
     iceServers: S.iceServers,
-    sending: { audio: !pttMode(), video: cameraAtStart() },
+    sending: sendingAtStart(),
     send: (data) => sig.send({ type: 'signal', to: call.partner, data }),
   });
   $('local-video').srcObject = media.video ? media.stream : null;
   call.every(1000, renderTimer);
+  playRemote(call);
   renderCall();
 }
 
 function playRemote(call) {
+  if (call.phase === 'ringing-in') {
+    showPreview(call);
+    return;
+  }
   const v = $('remote-video');
   const stream = call.link && call.link.remoteStream;
   if (!stream || stream.getTracks().length === 0) return;
@@ -715,20 +958,25 @@ function hangUp(call, reason, noticeKey = null) {
  *  reconnect when the socket is down, so the server does not keep a call
  *  this page has already left. */
 function sendHangup(call, reason) {
-  const msg = { type: 'hangup', to: call.partner, reason };
+  // A group ring nobody has answered yet is cancelled as a whole.
+  const msg = call.partner ? { type: 'hangup', to: call.partner, reason } : { type: 'hangup', group: call.group, reason };
   if (!sig.send(msg)) S.queuedHangup = msg;
 }
 
 function onRemoteHangup(call, reason) {
   let key;
   if (call.phase === 'ringing-out') key = OUTGOING_HANGUP_KEYS.get(reason) || 'declined';
-  else if (call.phase === 'ringing-in') key = 'missed';
-  else key = CALL_HANGUP_KEYS.get(reason) || 'callEnded';
+  else if (call.phase === 'ringing-in' && reason === 'answered_elsewhere') key = 'answeredElsewhere';
+  else if (call.phase === 'ringing-in') {
+    key = 'missed';
+    recordMissed(call);
+  } else key = CALL_HANGUP_KEYS.get(reason) || 'callEnded';
   endCall(call, key);
 }
 
 /** Ends `call` once (its end() stops media, link and timers), stops the tones and
- *  goes back to the list with a notice; `silent` leaves the screen and plays no tone. */
+ *  goes back to the list with a notice (a key, or [key, name, vars]); `silent`
+ *  leaves the screen and plays no tone. */
 function endCall(call, noticeKey, { silent = false } = {}) {
   const wasInCall = CALL_SCREENS.get(call.phase) === 'call';
   if (!call.end()) return;
@@ -738,21 +986,307 @@ function endCall(call, noticeKey, { silent = false } = {}) {
   remote.srcObject = null;
   remote.muted = false;
   $('local-video').srcObject = null;
+  $('in-video').srcObject = $('out-video').srcObject = null;
   delete document.body.dataset.callPhase;
   document.body.classList.remove('ptt-on');
   if (wasInCall && !silent) sound.endTone();
-  setNotice(noticeKey, call.partner);
+  if (Array.isArray(noticeKey)) setNotice(...noticeKey);
+  else setNotice(noticeKey, who(call));
   if (!silent) {
-    show('list');
+    show(home());
     renderList();
-    if (noticeKey) $('notice-close').focus();
+    if (noticeKey && !doorMode) $('notice-close').focus();
   }
 }
+
+// ---------------------------------------------------------------- missed calls
+
+/** An incoming call (or group ring) that ended unanswered: kept, newest first. */
+function recordMissed(call) {
+  const entry = { from: call.partner, at: call.at };
+  if (call.group) entry.group = call.group;
+  S.missed = [entry, ...S.missed].slice(0, MISSED_MAX);
+  store.set(MISSED_KEY, JSON.stringify(S.missed));
+  renderHeader();
+}
+
+const unseen = () => {
+  const seen = Number(store.get(SEEN_KEY)) || 0;
+  return S.missed.filter((m) => m.at > seen).length;
+};
+
+function renderMissed() {
+  const ul = $('missed-list');
+  ul.textContent = '';
+  const lang = document.documentElement.lang || 'en';
+  for (const m of S.missed) {
+    const li = document.createElement('li');
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.className = 'setting-row';
+    btn.dataset.missed = m.from;
+    const what = document.createElement('span');
+    what.textContent = m.group ? t('groupFrom', { name: m.from, group: groupLabel(m.group) }) : m.from;
+    const when = document.createElement('span');
+    when.className = 'muted';
+    when.textContent = new Date(m.at).toLocaleString(lang, { weekday: 'short', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+    btn.setAttribute('aria-label', t('callName', { name: m.from }));
+    btn.append(icon('i-missed'), what, when);
+    btn.addEventListener('click', () => {
+      show(home());
+      renderList();
+      startCall(m.from);
+    });
+    li.append(btn);
+    ul.append(li);
+  }
+  $('missed-none').hidden = S.missed.length > 0;
+}
+
+$('open-missed').addEventListener('click', () => {
+  store.set(SEEN_KEY, String(Date.now()));
+  renderMissed();
+  show('missed');
+  renderHeader();
+  $('missed-done').focus();
+});
+$('missed-done').addEventListener('click', () => {
+  show(home());
+  renderList();
+});
+$('missed-clear').addEventListener('click', () => {
+  S.missed = [];
+  store.set(MISSED_KEY, null);
+  renderMissed();
+  renderHeader();
+});
+
+// ---------------------------------------------------------------- header: DND, missed badge
+
+function renderHeader() {
+  const n = unseen();
+  const badge = $('missed-badge');
+  badge.hidden = n === 0;
+  badge.textContent = String(n);
+  $('open-missed').setAttribute('aria-label', n ? `${t('missedCalls')} (${n})` : t('missedCalls'));
+  const dnd = $('dnd-toggle');
+  dnd.hidden = !S.features.has('dnd');
+  dnd.setAttribute('aria-pressed', String(S.dnd));
+  dnd.classList.toggle('is-on', S.dnd);
+  document.body.classList.toggle('dnd-on', S.dnd && S.features.has('dnd'));
+}
+
+/** Do-not-disturb: calls to this tablet are refused and pages skip it. Kept like
+ *  the kiosk's other settings; told to the appliance now or on the next connect. */
+$('dnd-toggle').addEventListener('click', () => {
+  S.dnd = !S.dnd;
+  const v = S.dnd ? '1' : '0';
+  store.set(DND_KEY, v);
+  keepSetup('dnd', v);
+  if (params.has('dnd')) params.set('dnd', v);
+  sig.send({ type: 'status', dnd: S.dnd });
+  renderHeader();
+});
+
+// ---------------------------------------------------------------- door station
+
+function renderDoor() {
+  $('door-name').textContent = S.me || '';
+  $('door-hint').textContent = doorCalls ? t('doorHint', { name: doorCalls }) : '';
+  $('door-ring').disabled = !doorCalls || sig.state !== 'registered';
+}
+
+/** Rings `calls=`: a group when some station is in one by that name (or no station
+ *  has that name), else that station. */
+$('door-ring').addEventListener('click', () => {
+  const inGroup = [...S.groupsOf.values()].some((gs) => gs.includes(doorCalls));
+  if (S.features.has('groups') && (inGroup || !S.peers.has(doorCalls))) startGroupCall(doorCalls);
+  else startCall(doorCalls);
+});
+$('door-settings').addEventListener('click', () => $('open-settings').click());
+
+// ---------------------------------------------------------------- announcements (paging)
+
+/** The announce bar: hold to page the chosen group or everyone. */
+function renderAnnounce(groups) {
+  const bar = $('announce');
+  bar.hidden = !S.features.has('page');
+  if (bar.hidden) return;
+  const sel = $('announce-target');
+  const want = ['*', ...groups];
+  const had = sel.value;
+  if ([...sel.options].map((o) => o.value).join('\n') !== want.join('\n')) {
+    sel.textContent = '';
+    for (const g of want) sel.append(new Option(groupLabel(g), g));
+    sel.value = want.includes(had) ? had : '*';
+  }
+  const page = S.page && S.page.role === 'pager' ? S.page : null;
+  $('announce-hold').classList.toggle('is-held', !!page);
+  $('announce-label').textContent = page ? t('announcing') : t('holdToAnnounce');
+  $('announce-to').textContent = page && page.to.length ? t('listeningNow', { names: page.to.join(', ') }) : '';
+}
+
+/** Hold: page the chosen target with our microphone only. */
+function startPage() {
+  if (!idle() || !S.features.has('page')) return;
+  const group = $('announce-target').value || '*';
+  sound.unlock();
+  setNotice(null);
+  const page = (S.page = { role: 'pager', group, to: [], links: new Map(), media: null });
+  render();
+  renderAnnounce([]);
+  getTrack('audio').then((track) => {
+    if (S.page !== page) {
+      if (track) track.stop();
+      return;
+    }
+    if (!track) {
+      // Without a microphone nobody would hear a thing: say so instead.
+      sig.send({ type: 'hangup', group: page.group });
+      endPage(page, 'noMicAnnounce');
+      return;
+    }
+    page.media = { stream: new MediaStream([track]), audio: true, video: false };
+    syncPageLinks(page);
+  });
+  sig
+    .request({ type: 'page', group })
+    .then((msg) => onPaging(page, msg.to))
+    .catch((err) => {
+      if (S.page !== page) return;
+      endPage(page, err.code === 'no_one_available' ? unavailable(group, err.detail) : CALL_ERROR_KEYS.get(err.code) || 'mediaFailed');
+    });
+}
+
+/** Release: the page ends for everyone. */
+function stopPage() {
+  const page = S.page;
+  if (!page || page.role !== 'pager') return;
+  sig.send({ type: 'hangup', group: page.group });
+  endPage(page);
+}
+
+function onPaging(page, to) {
+  if (S.page !== page) return;
+  page.to = Array.isArray(to) ? to.filter((n) => typeof n === 'string') : [];
+  syncPageLinks(page);
+  renderAnnounce(groupNames());
+}
+
+const groupNames = () => [...groupMembers().keys()].sort((a, b) => a.localeCompare(b));
+
+/** One send-only audio link per listener. */
+function syncPageLinks(page) {
+  for (const [name, link] of page.links) {
+    if (!page.to.includes(name)) {
+      link.close();
+      page.links.delete(name);
+    }
+  }
+  if (!page.media) return;
+  for (const name of page.to) {
+    if (page.links.has(name)) continue;
+    const send = (data) => sig.send({ type: 'signal', to: name, data });
+    page.links.set(name, new Link({ role: 'caller', iceServers: S.iceServers, local: page.media, send, kinds: ['audio'], direction: 'sendonly' }));
+  }
+}
+
+/** We are paged: a chime, then the voice at once; nothing of ours is sent. */
+function onPaged(from, group) {
+  if (typeof from !== 'string') return;
+  if (S.call || S.page || S.view === 'message') {
+    sig.send({ type: 'hangup', to: from, reason: 'busy' });
+    return;
+  }
+  S.page = { role: 'listener', from, group, to: [], links: new Map(), blocked: false };
+  avatar($('ann-avatar'), from);
+  $('ann-from').textContent = t('announcementFrom', { name: from });
+  $('ann-group').textContent = t('toGroup', { name: groupLabel(group) });
+  render();
+  sound.chime();
+  $('ann-leave').focus();
+}
+
+/** The listener's one receive-only link to the pager, made on its first signal. */
+function listen(page) {
+  let link = page.links.get(page.from);
+  if (!link) {
+    link = new Link({ role: 'callee', iceServers: S.iceServers, local: null, send: (data) => sig.send({ type: 'signal', to: page.from, data }) });
+    link.on('remote', () => playPage(page));
+    page.links.set(page.from, link);
+  }
+  return link;
+}
+
+function playPage(page) {
+  const el = $('page-audio');
+  const link = page.links.get(page.from);
+  if (S.page !== page || !link) return;
+  if (el.srcObject !== link.remoteStream) el.srcObject = link.remoteStream;
+  el.play().then(
+    () => setPageBlocked(page, false),
+    (err) => setPageBlocked(page, !!err && err.name === 'NotAllowedError'),
+  );
+}
+
+/** WebKit lets a media element play sound later without a tap once play() was
+ *  called on it inside one: the first tap does that for the announcement's element. */
+function primePageAudio() {
+  // Without a source nothing plays (the promise may stay pending until one comes).
+  const p = $('page-audio').play();
+  if (p && p.catch) p.catch(() => {});
+}
+
+function setPageBlocked(page, blocked) {
+  if (S.page !== page) return;
+  page.blocked = blocked;
+  updateSoundGate();
+}
+
+$('ann-leave').addEventListener('click', () => {
+  const page = S.page;
+  if (!page || page.role !== 'listener') return;
+  sig.send({ type: 'hangup', to: page.from, reason: 'ended' });
+  endPage(page);
+});
+
+/** Ends an announcement here (either role): links, microphone, screen. */
+function endPage(page, noticeKey = null, { silent = false } = {}) {
+  if (S.page !== page) return;
+  S.page = null;
+  for (const link of page.links.values()) link.close();
+  if (page.media) stopStream(page.media.stream);
+  $('page-audio').srcObject = null;
+  if (Array.isArray(noticeKey)) setNotice(...noticeKey);
+  else if (noticeKey) setNotice(noticeKey, groupLabel(page.group));
+  if (!silent) {
+    show(home());
+    renderList();
+  }
+}
+
+const hold = $('announce-hold');
+hold.addEventListener('pointerdown', (e) => {
+  hold.setPointerCapture(e.pointerId);
+  startPage();
+});
+for (const ev of ['pointerup', 'pointercancel', 'lostpointercapture']) hold.addEventListener(ev, stopPage);
+hold.addEventListener('keydown', (e) => {
+  if ((e.key === ' ' || e.key === 'Enter') && !e.repeat) {
+    e.preventDefault();
+    startPage();
+  }
+});
+hold.addEventListener('keyup', (e) => {
+  if (e.key === ' ' || e.key === 'Enter') stopPage();
+});
+hold.addEventListener('blur', stopPage);
+hold.addEventListener('contextmenu', (e) => e.preventDefault());
 
 // ---------------------------------------------------------------- kiosk: sound, wake lock
 
 function updateSoundGate() {
-  const needTap = (kiosk && !sound.isUnlocked()) || (!!S.call && S.call.remoteBlocked);
+  const needTap = (kiosk && !sound.isUnlocked()) || (!!S.call && S.call.remoteBlocked) || (!!S.page && !!S.page.blocked);
   $('sound-gate').hidden = !needTap || screen() === 'setup';
 }
 sound.onUnlockChange(updateSoundGate);
@@ -764,6 +1298,8 @@ function onGesture() {
   updateWakeLock();
   sound.unlock();
   if (first && kiosk) warmUpCamera();
+  if (S.page && S.page.blocked) playPage(S.page);
+  else if (first && !S.page) primePageAudio();
   const call = S.call;
   if (call && call.remoteBlocked) {
     const v = $('remote-video');
@@ -795,7 +1331,7 @@ let wakeLock = null;
 let wakeRequest = null;
 let keepAwake = null; // the fallback <video>
 function updateWakeLock() {
-  const want = (kiosk || screen() === 'call') && document.visibilityState === 'visible';
+  const want = (kiosk || screen() === 'call' || screen() === 'announce') && document.visibilityState === 'visible';
   if (want && S.gestured) {
     if (!wakeLock && !wakeRequest) requestWakeLock();
   } else if (!want) {
@@ -898,5 +1434,5 @@ boot();
 
 // The end-to-end tests set this flag before the page loads (tests/e2e/harness.mjs).
 if (window.intercomTestHooks === true) {
-  import('./testhooks.js').then((m) => m.install({ S, sig, screen, remoteHasVideo, keepAwake: () => keepAwake }));
+  import('./testhooks.js').then((m) => m.install({ S, sig, screen, remoteHasVideo, keepAwake: () => keepAwake, unseen }));
 }

@@ -10,6 +10,12 @@
 // tracks or media flags changed), 'local' (a local track was muted, unmuted or
 // replaced), 'failed' (the link gave up on the media path).
 //
+// Preview: a caller keeps one link per ringing callee it shows its picture to
+// (`previews`, at most PREVIEW_MAX); the one who answers keeps its link, the others
+// close. A callee shown a preview has its link before answering, receive-only
+// until connect() attaches the camera and microphone after the tap on Answer.
+// A group ring has no partner until someone answers (`group`, `ringing`).
+//
 // iOS mutes or ends local capture on its own (background, Siri, a FaceTime call,
 // Split View): a track that ends is acquired again and put on its sender.
 
@@ -17,10 +23,16 @@ import { Emitter } from './emitter.js';
 import { Link } from './link.js';
 import { getLocalMedia, getTrack, stopStream } from './media.js';
 
+export const PREVIEW_MAX = 8;
+
 export class Call extends Emitter {
-  constructor(partner, phase) {
+  constructor(partner, phase, group = null) {
     super();
-    this.partner = partner;
+    this.partner = partner; // null while a group ring we started is unanswered
+    this.group = group;
+    this.ringing = []; // who a ring we started is ringing (`ringing.to`)
+    this.previews = new Map(); // name -> Link, while we ring them
+    this.at = Date.now(); // when it started ringing (missed calls)
     this.phase = phase;
     this.role = phase === 'ringing-in' ? 'callee' : 'caller';
     this.mediaPromise = null;
@@ -73,25 +85,69 @@ export class Call extends Emitter {
   /** Starts the peer connection with `media` (from localMedia()); `send` relays a
    *  signal payload to the partner; `sending` says which of our tracks start enabled. */
   connect(media, { iceServers, send, sending }) {
+    this.useMedia(media, sending);
+    if (this.link) {
+      this.link.attachLocal(media); // the callee's preview link
+      return;
+    }
+    const pre = this.previews.get(this.partner);
+    this.previews.delete(this.partner);
+    this.dropPreviews();
+    this.wire(pre || new Link({ role: this.role, iceServers, local: media, send }));
+  }
+
+  /** Our camera and microphone, with the tracks enabled as `sending` says (once). */
+  useMedia(media, sending) {
+    if (this.media) return;
     this.media = media;
     this.sending = { audio: media.audio && sending.audio, video: media.video && sending.video };
     for (const tr of media.stream.getTracks()) {
       tr.enabled = this.sending[tr.kind] === true;
       this.watch(tr);
     }
-    const link = new Link({ role: this.role, iceServers, local: media, send });
+  }
+
+  /** Caller: starts showing our picture to `name` while it rings (useMedia first). */
+  openPreview(name, { iceServers, send }) {
+    if (this.ended || !this.media || this.previews.has(name) || this.previews.size >= PREVIEW_MAX) return;
+    const link = new Link({ role: 'caller', iceServers, local: this.media, send });
+    link.on('failed', () => this.dropPreview(name));
+    this.previews.set(name, link);
+  }
+
+  dropPreview(name) {
+    const link = this.previews.get(name);
+    if (link) link.close();
+    this.previews.delete(name);
+  }
+
+  dropPreviews() {
+    for (const name of [...this.previews.keys()]) this.dropPreview(name);
+  }
+
+  /** Callee: the caller's preview offer arrived while ringing; receive only. */
+  receivePreview({ iceServers, send }) {
+    if (!this.link && !this.ended) this.wire(new Link({ role: 'callee', iceServers, local: null, send }));
+  }
+
+  wire(link) {
     this.link = link;
-    link.on('state', () => {
+    const connected = () => {
       if (link.status === 'connected' && this.phase === 'connecting') {
         this.startedAt = Date.now();
         this.setPhase('in-call');
       }
+    };
+    link.on('state', () => {
+      connected();
       this.emit('media');
     });
     link.on('remote', () => this.emit('remote'));
     link.on('failed', () => this.emit('failed'));
     for (const data of this.pendingSignals) link.handle(data);
     this.pendingSignals = [];
+    connected(); // a preview link may have connected already
+    if (link.remoteStream.getTracks().length) this.emit('remote');
   }
 
   /** Follows a local track: mute/unmute is shown, an end is repaired. */
@@ -121,6 +177,7 @@ export class Call extends Emitter {
     this.localPaused[track.kind] = false;
     this.watch(track);
     if (this.link) this.link.replaceTrack(track);
+    for (const link of this.previews.values()) link.replaceTrack(track);
     this.replaced++;
     this.emit('local');
   }
@@ -145,6 +202,7 @@ export class Call extends Emitter {
     for (const id of this.timers) clearTimeout(id); // clears intervals too
     this.timers.clear();
     if (this.link) this.link.close();
+    this.dropPreviews();
     if (this.mediaPromise) this.mediaPromise.then((m) => stopStream(m.stream));
     this.pendingSignals = [];
     return true;

@@ -1,11 +1,16 @@
 // The RTCPeerConnection of a call (call.js): perfect negotiation over the server's
 // `signal` relay, trickle ICE, ICE restart when the media path breaks, and teardown.
 //
-// Roles: the caller creates the first offer once the callee has accepted (the
-// server relays `signal` only inside an accepted call). The callee is the polite
-// peer: on glare it rolls its own offer back, the caller ignores the callee's.
-// Both always negotiate one audio and one video transceiver, so a side without a
-// camera still receives the other's picture.
+// Roles: the caller creates the first offer, once the callee has accepted or,
+// where the server relays signals while ringing (`preview`), as soon as it rings.
+// The callee is the polite peer: on glare it rolls its own offer back, the caller
+// ignores the callee's. Both always negotiate one audio and one video transceiver,
+// so a side without a camera still receives the other's picture.
+//
+// A callee may start with `local` null (preview while ringing, or listening to an
+// announcement): it answers receive-only and sends nothing; attachLocal() puts its
+// camera and microphone on later, which renegotiates. A pager's links carry
+// `kinds: ['audio']` and `direction: 'sendonly'`.
 //
 // Signal payloads: {description}, {candidate}, {media: {audio, video}}.
 // Events (on/emit): 'state' (any connection state change), 'remote' (remote tracks or
@@ -17,11 +22,13 @@ const RESTART_AFTER_DISCONNECT_MS = 2500;
 const GIVE_UP_MS = 30000;
 
 export class Link extends Emitter {
-  constructor({ role, iceServers, local, send }) {
+  constructor({ role, iceServers, local, send, kinds = ['audio', 'video'], direction = 'sendrecv' }) {
     super();
     this.role = role;
     this.polite = role === 'callee';
-    this.local = local; // { stream, audio, video }
+    this.local = local; // { stream, audio, video }, or null: receive only
+    this.kinds = kinds;
+    this.direction = direction;
     this.sendSignal = send;
     this.remoteStream = new MediaStream();
     this.remoteMedia = { audio: true, video: true };
@@ -79,9 +86,9 @@ export class Link extends Emitter {
 
   attachAsCaller() {
     const { stream } = this.local;
-    for (const kind of ['audio', 'video']) {
+    for (const kind of this.kinds) {
       const track = stream.getTracks().find((t) => t.kind === kind);
-      if (track) this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
+      if (track) this.pc.addTransceiver(track, { direction: this.direction, streams: [stream] });
       else this.pc.addTransceiver(kind, { direction: 'recvonly' });
     }
     this.preferCodecs();
@@ -105,6 +112,18 @@ export class Link extends Emitter {
     }
     this.preferCodecs();
     this.attached = true;
+  }
+
+  /** The person answered: our camera and microphone go on now (renegotiating if
+   *  the caller's offer was already answered receive-only). */
+  attachLocal(local) {
+    this.local = local;
+    if (this.attached || this.closed) return;
+    if (this.pc.remoteDescription) {
+      this.attachAsCallee();
+      this.sendMediaState();
+    }
+    this.armGiveUp();
   }
 
   /** Puts H.264 first, then VP8, on the video transceivers: the answer takes the
@@ -184,7 +203,7 @@ export class Link extends Emitter {
         if (collision && pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
         await pc.setRemoteDescription(desc);
         if (desc.type === 'offer') {
-          if (!this.attached) {
+          if (!this.attached && this.local) {
             this.attachAsCallee();
             this.armGiveUp();
           }
@@ -209,12 +228,14 @@ export class Link extends Emitter {
 
   /** Tells the partner whether our microphone and camera are on. */
   sendMediaState() {
+    if (!this.local) return;
     const a = this.local.stream.getAudioTracks()[0];
     const v = this.local.stream.getVideoTracks()[0];
     this.send({ media: { audio: !!a && a.enabled, video: !!v && v.enabled } });
   }
 
   setTrackEnabled(kind, on) {
+    if (!this.local) return;
     for (const track of this.local.stream.getTracks()) if (track.kind === kind) track.enabled = on;
     this.sendMediaState();
   }

@@ -10,6 +10,10 @@
 //
 // Events (on/emit): 'state' {state, retryAt}, 'registered' msg, 'message' msg,
 // 'fatal' code, 'replaced'.
+//
+// `extra()` adds fields to every `register` (features, groups, dnd). A group
+// `call` and a `page` are answered by `ringing` / `paging` carrying the request's
+// id in place of an `ack`: that resolves the request and is also emitted.
 
 import { Emitter } from './emitter.js';
 
@@ -26,9 +30,10 @@ const BACKOFF_MAX_MS = 30000;
 const FATAL = new Set(['name_invalid', 'name_taken', 'unauthorized', 'already_registered']);
 
 export class SignalError extends Error {
-  constructor(code, message) {
+  constructor(code, message, detail) {
     super(message || code);
     this.code = code;
+    this.detail = detail || {}; // the whole error message (no_one_available lists names)
   }
 }
 
@@ -73,6 +78,7 @@ export class Signaling extends Emitter {
     this.everRegistered = false;
     this.registrations = 0;
     this.failedOpens = 0;
+    this.extra = () => ({});
     window.addEventListener('online', () => this.reconnectNow());
     const back = () => {
       // iOS fires both visibilitychange and pageshow on a return: one second socket
@@ -169,7 +175,7 @@ export class Signaling extends Emitter {
     ws.onopen = () => {
       ws.opened = true;
       this.failedOpens = 0;
-      const msg = { type: 'register', name: this.name, id: this.nextId++ };
+      const msg = { type: 'register', ...this.extra(), name: this.name, id: this.nextId++ };
       const token = loadToken(this.name);
       if (token) msg.token = token;
       if (this.key) msg.key = this.key;
@@ -259,8 +265,14 @@ export class Signaling extends Emitter {
       this.pending.delete(msg.id);
       clearTimeout(p.timer);
       if (msg.type === 'ack') p.resolve(msg);
-      else p.reject(new SignalError(msg.code, msg.message));
+      else p.reject(new SignalError(msg.code, msg.message, msg));
       return;
+    }
+    if ((msg.type === 'ringing' || msg.type === 'paging') && msg.id !== undefined && this.pending.has(msg.id)) {
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      clearTimeout(p.timer);
+      p.resolve(msg);
     }
     this.emit('message', msg);
   }

@@ -247,3 +247,14 @@ export function endTone() {
   note(c, 660, at, 0.18, 0.1);
   note(c, 440, at + 0.16, 0.3, 0.1);
 }
+
+/** The announcement chime: three rising notes, under a second, before a page's voice. */
+export function chime() {
+  const c = context();
+  if (!c || c.state !== 'running') return false;
+  const at = c.currentTime + 0.02;
+  note(c, 784, at, 0.35, 0.12);
+  note(c, 988, at + 0.18, 0.35, 0.12);
+  note(c, 1175, at + 0.36, 0.5, 0.12);
+  return true;
+}

@@ -59,7 +59,17 @@ async function stats(pc) {
 }
 
 /** `S`, `sig`, `screen()` and `remoteHasVideo()` are app.js's own. */
-export function install({ S, sig, screen, remoteHasVideo, keepAwake }) {
+/** Sums stats() over several peer connections (a pager's links). */
+async function sumStats(pcs) {
+  const out = { inbound: {}, outbound: {}, links: pcs.length };
+  for (const pc of pcs) {
+    const s = await stats(pc);
+    for (const dir of ['inbound', 'outbound']) for (const [k, v] of Object.entries(s[dir])) out[dir][k] = (out[dir][k] || 0) + v;
+  }
+  return out;
+}
+
+export function install({ S, sig, screen, remoteHasVideo, keepAwake, unseen }) {
   const link = () => (S.call && S.call.link) || null;
   const pc = () => (link() ? link().pc : null);
   const ofPc = (field) => () => (pc() ? pc()[field] : null);
@@ -136,5 +146,25 @@ export function install({ S, sig, screen, remoteHasVideo, keepAwake }) {
     /** Mean colour of the remote picture, to tell whose camera it shows. */
     remoteColor: () => meanColor($('remote-video')),
     stats: async () => (pc() ? stats(pc()) : null),
+    /** Ring groups as the list shows them: {name: members}. */
+    groups: () => Object.fromEntries(S.groupsOf),
+    features: () => [...S.features],
+    dnd: () => S.dnd,
+    /** Who a ring we started is ringing, and whom we show a preview. */
+    ringing: () => (S.call ? { group: S.call.group, to: S.call.ringing, previews: [...S.call.previews.keys()] } : null),
+    /** Bytes each way over the preview links of a ring we started. */
+    previewStats: async () => (S.call ? sumStats([...S.call.previews.values()].map((l) => l.pc)) : null),
+    incomingText: () => $('in-name').textContent,
+    previewShown: () => !$('in-video').hidden && $('in-video').videoWidth > 0,
+    /** The announcement in progress: role, group, pager, listeners. */
+    page: () => (S.page ? { role: S.page.role, group: S.page.group, from: S.page.from || null, to: S.page.to, blocked: !!S.page.blocked } : null),
+    pageStats: async () => (S.page ? sumStats([...S.page.links.values()].map((l) => l.pc)) : null),
+    pageAudio: () => {
+      const el = $('page-audio');
+      return { paused: el.paused, muted: el.muted, tracks: el.srcObject ? el.srcObject.getAudioTracks().length : 0 };
+    },
+    missed: () => S.missed.slice(),
+    missedBadge: () => ($('missed-badge').hidden ? 0 : Number($('missed-badge').textContent)),
+    unseen,
   };
 }

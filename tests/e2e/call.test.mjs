@@ -400,7 +400,8 @@ test('push to talk: the microphone is open only while the button is held', async
   await B.page.click('#in-accept');
   await connected(A);
   await connected(B);
-  assert.ok(await B.page.isVisible('#ptt'), 'the hold-to-talk button is shown');
+  // The button appears once the microphone is ready, which may come after the link.
+  await B.page.waitForSelector('#ptt', { state: 'visible', timeout: 10000 }).catch(() => assert.fail('the hold-to-talk button is shown'));
   assert.equal((await B.probe(() => window.intercomTest.localTracks())).audio, false, 'microphone closed at first');
   await waitFor(A, 'door microphone closed', () => window.intercomTest.remoteMedia().audio === false, undefined, { report });
   await B.page.hover('#ptt');

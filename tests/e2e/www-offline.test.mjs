@@ -63,11 +63,13 @@ test('no file in www/ loads anything from another host', () => {
 });
 
 // build.rs embeds www/ byte for byte, so this is also what the client adds to the
-// binary. 160 KiB holds the client with the wall-iPad features (the 180×180 touch
-// icon alone is 11 KB) and leaves room for the kiosk modes that follow.
-const WWW_CAP = 160 * 1024;
+// binary. 160 KiB held the client with the wall-iPad features (the 180×180 touch
+// icon alone is 11 KB); ring groups, announcements, do-not-disturb, preview, the
+// door station and missed calls took it to about 170 KiB, and the set-up page and
+// the owner's page (guide.html, setup.*, status.*) add 27 KB. 224 KiB holds both.
+const WWW_CAP = 224 * 1024;
 
-test('www/ stays under 160 KiB', () => {
+test('www/ stays under 224 KiB', () => {
   const total = files(WWW).reduce((n, p) => n + statSync(p).size, 0);
   assert.ok(total < WWW_CAP, `www/ is ${total} bytes`);
 });

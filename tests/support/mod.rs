@@ -647,9 +647,9 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// A presence update as the server sends it.
+/// A presence update as the server sends it, for a station in no group.
 pub fn peer(name: &str, status: &str) -> Value {
-    json!({"type": "peer", "name": name, "status": status})
+    json!({"type": "peer", "name": name, "status": status, "groups": []})
 }
 
 /// The exact error the server answers with `code`, carrying `id` when given. Not for
@@ -668,6 +668,8 @@ pub fn error(id: Option<u32>, code: &str) -> Value {
         "no_call" => "no call with that peer",
         "too_large" => "message too large",
         "rate_limited" => "too many messages",
+        "group_invalid" => "groups: at most 8 distinct names, each a valid name other than \"*\"",
+        "dnd" => "do not disturb",
         other => panic!("no fixed message for {other}"),
     };
     let mut e = json!({"type": "error", "code": code, "message": message});
