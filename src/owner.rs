@@ -95,6 +95,9 @@ struct Counters {
     signals: u64,
     bytes_in: u64,
     bytes_out: u64,
+    /// TURN allocations in use, and bytes relayed through them.
+    turn_allocations: u64,
+    turn_relayed_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -207,6 +210,8 @@ pub fn status_json(f: &Facts) -> String {
                 signals: m.signals.get(),
                 bytes_in: m.bytes_in.get(),
                 bytes_out: m.bytes_out.get(),
+                turn_allocations: hub.stations.allocations.get() as u64,
+                turn_relayed_bytes: hub.stations.relayed_bytes.get(),
             },
             hours: hours.iter().map(|h| [h.calls, h.missed]).collect(),
             events,

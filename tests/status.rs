@@ -276,6 +276,8 @@ fn status_shows_groups_do_not_disturb_group_rings_and_pages() {
         assert!(calls.contains(&json!({"from": "pager", "to": "up", "state": "paging"})));
         assert_eq!(s["counters"]["calls_started"], 1);
         assert_eq!(s["counters"]["pages"], 1);
+        assert_eq!(s["counters"]["turn_allocations"], 0);
+        assert_eq!(s["counters"]["turn_relayed_bytes"], 0);
         // The group ring runs out: a missed call; the page is not one.
         assert_eq!(door.recv_type("hangup").await["reason"], "timeout");
         let s = status(&server).await;

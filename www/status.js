@@ -161,6 +161,8 @@ const COUNTER_ROWS = [
   [tr('Signals relayed', '중계한 시그널'), (d) => d.counters.signals],
   [tr('Received', '받은 양'), (d) => bytes(d.counters.bytes_in)],
   [tr('Sent', '보낸 양'), (d) => bytes(d.counters.bytes_out)],
+  [tr('Relay allocations in use', '사용 중인 릴레이 할당'), (d) => d.counters.turn_allocations],
+  [tr('Relayed through the appliance', '릴레이로 중계한 양'), (d) => bytes(d.counters.turn_relayed_bytes)],
 ];
 
 function render(d) {

@@ -3,7 +3,7 @@
 //  - the set-up page in Korean and English, as an iPad and as an Android phone see it
 //    (their own steps first), in a browser that does not trust the appliance yet;
 //  - the readiness check turning into "Open the intercom" in a browser that does;
-//  - the owner's page asking for the admin key, then showing three stations and a call
+//  - the owner's page asking for the admin key, then showing five stations, a call and a page
 //    in progress; the add-a-tablet form's QR code, and the set-up page's, decoded by
 //    zbarimg, equal their addresses; a tablet opening the kiosk address keeps its key.
 // Screenshots go to target/e2e/setup-*.png and owner-*.png.
@@ -140,17 +140,17 @@ test('once the certificate is trusted, the check turns into one big Open button 
   await ctx.close();
 });
 
-test('the owner’s page asks for the admin key, then shows three stations and a call in progress', async () => {
+test('the owner’s page asks for the admin key, then shows the stations, a call and a page in progress', async () => {
   const ctx = await trusting.newContext({ viewport: { width: 1280, height: 1000 } });
-  // Three stations on one page of the appliance's own origin: kitchen calls door, door
-  // answers; hall is idle.
+  // Five stations on one page of the appliance's own origin: kitchen calls door, door
+  // answers; office pages upstairs, where hall listens and bath is in do-not-disturb.
   const stations = await ctx.newPage();
   await stations.goto(`${server.origin}/healthz`);
   await stations.evaluate(async (key) => {
-    const open = (name) =>
+    const open = (name, extra = {}) =>
       new Promise((resolve, reject) => {
         const ws = new WebSocket(`wss://${location.host}/ws`);
-        ws.onopen = () => ws.send(JSON.stringify({ type: 'register', name, key }));
+        ws.onopen = () => ws.send(JSON.stringify({ type: 'register', name, key, features: ['page'], ...extra }));
         ws.onmessage = (e) => {
           const m = JSON.parse(e.data);
           if (m.type === 'registered') resolve(ws);
@@ -158,12 +158,19 @@ test('the owner’s page asks for the admin key, then shows three stations and a
         };
         ws.onerror = reject;
       });
-    window.sockets = [await open('kitchen'), await open('door'), await open('hall')];
+    window.sockets = [
+      await open('kitchen'),
+      await open('door'),
+      await open('hall', { groups: ['upstairs'] }),
+      await open('office'),
+      await open('bath', { groups: ['upstairs'], dnd: true }),
+    ];
     window.sockets[0].send(JSON.stringify({ type: 'call', to: 'door' }));
+    window.sockets[3].send(JSON.stringify({ type: 'page', group: 'upstairs' }));
   }, ACCESS);
   for (;;) {
     const s = await ownerStatus();
-    if (s.calls.some((c) => c.state === 'active')) break;
+    if (s.calls.some((c) => c.state === 'active') && s.calls.some((c) => c.state === 'paging')) break;
     await new Promise((r) => setTimeout(r, 100));
   }
 
@@ -180,17 +187,19 @@ test('the owner’s page asks for the admin key, then shows three stations and a
   await page.fill('#key', ADMIN);
   await page.click('#key-save');
   await page.locator('#owner').waitFor({ state: 'visible' });
-  await page.locator('#stations tbody tr').nth(2).waitFor();
+  await page.locator('#stations tbody tr').nth(4).waitFor();
   const rows = await page.locator('#stations tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
   assert.deepEqual(
-    rows.map((r) => r.slice(0, 4)),
+    rows.map((r) => r.slice(0, 5)),
     [
-      ['door', 'busy', 'kitchen', '127.0.0.1'],
-      ['hall', 'online', '', '127.0.0.1'],
-      ['kitchen', 'busy', 'door', '127.0.0.1'],
+      ['bath', 'do not disturb', 'upstairs', '', '127.0.0.1'],
+      ['door', 'busy', '', 'kitchen', '127.0.0.1'],
+      ['hall', 'busy', 'upstairs', 'office', '127.0.0.1'],
+      ['kitchen', 'busy', '', 'door', '127.0.0.1'],
+      ['office', 'busy', '', 'upstairs', '127.0.0.1'],
     ],
   );
-  assert.deepEqual(await page.locator('#calls li').allInnerTexts(), ['door and kitchen are talking']);
+  assert.deepEqual((await page.locator('#calls li').allInnerTexts()).sort(), ['door and kitchen are talking', 'office is paging upstairs']);
   const events = await page.locator('#events').innerText();
   assert.match(events, /kitchen -> call door/);
   assert.match(events, /door -> accept kitchen/);
@@ -210,9 +219,10 @@ test('the owner’s page asks for the admin key, then shows three stations and a
   const kp = await ko.newPage();
   kp.on('pageerror', (e) => errors.push(e.message));
   await kp.goto(`${server.origin}/status`);
-  await kp.locator('#stations tbody tr').nth(2).waitFor();
+  await kp.locator('#stations tbody tr').nth(4).waitFor();
   assert.equal(await kp.locator('#stations th').first().innerText(), '이름');
-  assert.deepEqual(await kp.locator('#calls li').allInnerTexts(), ['door ↔ kitchen 통화 중']);
+  assert.deepEqual((await kp.locator('#calls li').allInnerTexts()).sort(), ['door ↔ kitchen 통화 중', 'office → upstairs 방송 중']);
+  assert.equal(await kp.locator('#stations tbody tr td.status-dnd').innerText(), '방해 금지');
   await kp.screenshot({ path: join(artifacts, 'owner-status-ko.png'), fullPage: true });
   assert.deepEqual(errors, []);
   await ko.close();
