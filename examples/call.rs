@@ -68,7 +68,7 @@ async fn call(https: SocketAddr, http: SocketAddr) -> Result<(), String> {
     let mut kitchen = register(https, &ca, "kitchen").await?;
     expect(
         &mut door,
-        json!({"type": "peer", "name": "kitchen", "status": "online"}),
+        json!({"type": "peer", "name": "kitchen", "status": "online", "groups": []}),
     )
     .await?;
     println!(
