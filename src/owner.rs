@@ -225,81 +225,123 @@ fn family(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn sample(out: &mut String, name: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "{name} {value}");
+/// What `/metrics` says of one figure.
+struct Metric {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
 }
+
+const fn counter(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: "counter",
+        help,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: "gauge",
+        help,
+    }
+}
+
+const CONNECTIONS_TOTAL: Metric = counter(
+    "intercomd_connections_total",
+    "TLS connections that completed the handshake on the HTTPS port.",
+);
+const CALLS_STARTED_TOTAL: Metric = counter(
+    "intercomd_calls_started_total",
+    "Calls that started ringing.",
+);
+const CALLS_ANSWERED_TOTAL: Metric = counter("intercomd_calls_answered_total", "Calls answered.");
+const CALLS_MISSED_TOTAL: Metric = counter(
+    "intercomd_calls_missed_total",
+    "Rings that ran out unanswered.",
+);
+const PAGES_TOTAL: Metric = counter("intercomd_pages_total", "Pages (announcements) started.");
+const SIGNALS_RELAYED_TOTAL: Metric = counter(
+    "intercomd_signals_relayed_total",
+    "Signal messages (SDP, ICE) relayed between call partners.",
+);
+const RECEIVED_BYTES_TOTAL: Metric = counter(
+    "intercomd_received_bytes_total",
+    "Bytes received on the HTTPS port, inside TLS (HTTP and WebSocket).",
+);
+const SENT_BYTES_TOTAL: Metric = counter(
+    "intercomd_sent_bytes_total",
+    "Bytes sent on the HTTPS port, inside TLS (HTTP and WebSocket).",
+);
+const WEBSOCKETS: Metric = gauge("intercomd_websockets", "Open WebSocket connections.");
+const STATIONS: Metric = gauge("intercomd_stations", "Registered stations.");
+const UPTIME_SECONDS: Metric = gauge(
+    "intercomd_uptime_seconds",
+    "Seconds since the server started.",
+);
+const TURN_ALLOCATIONS: Metric = gauge(
+    "intercomd_turn_allocations",
+    "TURN relay allocations in use.",
+);
+const TURN_RELAYED_BYTES_TOTAL: Metric = counter(
+    "intercomd_turn_relayed_bytes_total",
+    "Bytes relayed by the TURN relay (data, both directions).",
+);
+const CERTIFICATE_EXPIRY_SECONDS: Metric = gauge(
+    "intercomd_certificate_expiry_seconds",
+    "Seconds until the server certificate in use expires.",
+);
+const CA_EXPIRY_SECONDS: Metric = gauge(
+    "intercomd_ca_expiry_seconds",
+    "Seconds until the local certificate authority expires.",
+);
+const RESIDENT_MEMORY_BYTES: Metric = gauge(
+    "intercomd_resident_memory_bytes",
+    "Resident memory of the process.",
+);
 
 /// The `/metrics` body, Prometheus text format 0.0.4.
 pub fn prometheus(f: &Facts) -> String {
     let hub = f.hub;
     let m = &hub.metrics;
     let mut out = String::with_capacity(4096);
-    let counters: [(&str, &str, u64); 8] = [
+    // A figure with no value is left out.
+    let scalars: [(Metric, Option<i128>); 16] = [
+        (CONNECTIONS_TOTAL, Some(m.connections.get().into())),
+        (CALLS_STARTED_TOTAL, Some(m.calls_started.get().into())),
+        (CALLS_ANSWERED_TOTAL, Some(m.calls_answered.get().into())),
+        (CALLS_MISSED_TOTAL, Some(m.calls_missed.get().into())),
+        (PAGES_TOTAL, Some(m.pages.get().into())),
+        (SIGNALS_RELAYED_TOTAL, Some(m.signals.get().into())),
+        (RECEIVED_BYTES_TOTAL, Some(m.bytes_in.get().into())),
+        (SENT_BYTES_TOTAL, Some(m.bytes_out.get().into())),
+        (WEBSOCKETS, Some((hub.websockets() as u64).into())),
+        (STATIONS, Some((hub.with_peers(|p| p.len()) as u64).into())),
+        (UPTIME_SECONDS, Some(hub.health(None).uptime_s.into())),
         (
-            "intercomd_connections_total",
-            "TLS connections that completed the handshake on the HTTPS port.",
-            m.connections.get(),
+            TURN_ALLOCATIONS,
+            Some((hub.stations.allocations.get() as u64).into()),
         ),
         (
-            "intercomd_calls_started_total",
-            "Calls that started ringing.",
-            m.calls_started.get(),
+            TURN_RELAYED_BYTES_TOTAL,
+            Some(hub.stations.relayed_bytes.get().into()),
         ),
         (
-            "intercomd_calls_answered_total",
-            "Calls answered.",
-            m.calls_answered.get(),
+            CERTIFICATE_EXPIRY_SECONDS,
+            f.cert_expires_in.map(i128::from),
         ),
+        (CA_EXPIRY_SECONDS, f.ca.map(|(_, s)| s.into())),
         (
-            "intercomd_calls_missed_total",
-            "Rings that ran out unanswered.",
-            m.calls_missed.get(),
-        ),
-        (
-            "intercomd_pages_total",
-            "Pages (announcements) started.",
-            m.pages.get(),
-        ),
-        (
-            "intercomd_signals_relayed_total",
-            "Signal messages (SDP, ICE) relayed between call partners.",
-            m.signals.get(),
-        ),
-        (
-            "intercomd_received_bytes_total",
-            "Bytes received on the HTTPS port, inside TLS (HTTP and WebSocket).",
-            m.bytes_in.get(),
-        ),
-        (
-            "intercomd_sent_bytes_total",
-            "Bytes sent on the HTTPS port, inside TLS (HTTP and WebSocket).",
-            m.bytes_out.get(),
+            RESIDENT_MEMORY_BYTES,
+            memory_kib().map(|kib| i128::from(kib) * 1024),
         ),
     ];
-    for (name, help, v) in counters {
-        family(&mut out, name, help, "counter");
-        sample(&mut out, name, v);
-    }
-    let gauges: [(&str, &str, u64); 3] = [
-        (
-            "intercomd_websockets",
-            "Open WebSocket connections.",
-            hub.websockets() as u64,
-        ),
-        (
-            "intercomd_stations",
-            "Registered stations.",
-            hub.with_peers(|p| p.len()) as u64,
-        ),
-        (
-            "intercomd_uptime_seconds",
-            "Seconds since the server started.",
-            hub.health(None).uptime_s,
-        ),
-    ];
-    for (name, help, v) in gauges {
-        family(&mut out, name, help, "gauge");
-        sample(&mut out, name, v);
+    for (Metric { name, kind, help }, value) in scalars {
+        if let Some(v) = value {
+            family(&mut out, name, help, kind);
+            let _ = writeln!(out, "{name} {v}");
+        }
     }
     family(
         &mut out,
@@ -319,55 +361,6 @@ pub fn prometheus(f: &Facts) -> String {
     m.closes.borrow().each(|code, n| {
         let _ = writeln!(out, "intercomd_closes_total{{code=\"{code}\"}} {n}");
     });
-    family(
-        &mut out,
-        "intercomd_turn_allocations",
-        "TURN relay allocations in use.",
-        "gauge",
-    );
-    sample(
-        &mut out,
-        "intercomd_turn_allocations",
-        hub.stations.allocations.get(),
-    );
-    family(
-        &mut out,
-        "intercomd_turn_relayed_bytes_total",
-        "Bytes relayed by the TURN relay (data, both directions).",
-        "counter",
-    );
-    sample(
-        &mut out,
-        "intercomd_turn_relayed_bytes_total",
-        hub.stations.relayed_bytes.get(),
-    );
-    if let Some(s) = f.cert_expires_in {
-        family(
-            &mut out,
-            "intercomd_certificate_expiry_seconds",
-            "Seconds until the server certificate in use expires.",
-            "gauge",
-        );
-        sample(&mut out, "intercomd_certificate_expiry_seconds", s);
-    }
-    if let Some((_, s)) = f.ca {
-        family(
-            &mut out,
-            "intercomd_ca_expiry_seconds",
-            "Seconds until the local certificate authority expires.",
-            "gauge",
-        );
-        sample(&mut out, "intercomd_ca_expiry_seconds", s);
-    }
-    if let Some(kib) = memory_kib() {
-        family(
-            &mut out,
-            "intercomd_resident_memory_bytes",
-            "Resident memory of the process.",
-            "gauge",
-        );
-        sample(&mut out, "intercomd_resident_memory_bytes", kib * 1024);
-    }
     out
 }
 
