@@ -230,31 +230,37 @@ export function current() {
   return playing;
 }
 
+/** Plays [frequency, start after now (s), length (s), gain] notes if sound is on;
+ *  false while it is locked (no tap yet) or there is no Web Audio. */
+function tune(notes) {
+  const c = context();
+  if (!c || c.state !== 'running') return false;
+  const at = c.currentTime + 0.02;
+  for (const [freq, after, dur, gain] of notes) note(c, freq, at + after, dur, gain);
+  return true;
+}
+
 /** A short rising blip, e.g. when a call connects. */
 export function blip() {
-  const c = context();
-  if (!c || c.state !== 'running') return;
-  const at = c.currentTime + 0.02;
-  note(c, 660, at, 0.15, 0.1);
-  note(c, 990, at + 0.12, 0.2, 0.1);
+  tune([
+    [660, 0, 0.15, 0.1],
+    [990, 0.12, 0.2, 0.1],
+  ]);
 }
 
 /** A short falling blip when a call ends. */
 export function endTone() {
-  const c = context();
-  if (!c || c.state !== 'running') return;
-  const at = c.currentTime + 0.02;
-  note(c, 660, at, 0.18, 0.1);
-  note(c, 440, at + 0.16, 0.3, 0.1);
+  tune([
+    [660, 0, 0.18, 0.1],
+    [440, 0.16, 0.3, 0.1],
+  ]);
 }
 
 /** The announcement chime: three rising notes, under a second, before a page's voice. */
 export function chime() {
-  const c = context();
-  if (!c || c.state !== 'running') return false;
-  const at = c.currentTime + 0.02;
-  note(c, 784, at, 0.35, 0.12);
-  note(c, 988, at + 0.18, 0.35, 0.12);
-  note(c, 1175, at + 0.36, 0.5, 0.12);
-  return true;
+  return tune([
+    [784, 0, 0.35, 0.12],
+    [988, 0.18, 0.35, 0.12],
+    [1175, 0.36, 0.5, 0.12],
+  ]);
 }
