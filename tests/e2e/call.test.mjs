@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import {
   startServer,
   launchTablet,
@@ -13,9 +13,9 @@ import {
   waitFor,
   sleep,
   tempDir,
-  ensureArtifacts,
-  haveBinary,
-  BINARY,
+  needBinary,
+  tearDown,
+  waitScreen,
 } from './harness.mjs';
 
 const KITCHEN = 'Kitchen';
@@ -32,8 +32,7 @@ const cspViolations = [];
 const pageErrors = [];
 
 before(async () => {
-  assert.ok(haveBinary(), `no server binary at ${BINARY}: run cargo build --release`);
-  artifacts = ensureArtifacts();
+  artifacts = needBinary();
   stateDir = tempDir('state');
   // Both tablets are 127.0.0.1 (on a LAN each has its own address): a page load's
   // parallel requests from both, plus their sockets, exceed the default 8
@@ -56,19 +55,14 @@ before(async () => {
   }
 });
 
-after(async () => {
-  for (const t of [A, B]) if (t && process.env.E2E_CONSOLE) console.log(t.consoleLines.join('\n'));
-  await Promise.all([A?.close(), B?.close()]);
-  await server?.stop();
-  for (const dir of [stateDir, mediaDir]) if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => tearDown({ tablets: [A, B], server, dirs: [stateDir, mediaDir] }));
 
 const state = () => window.intercomTest.state();
 const report = () => {
   const T = window.intercomTest;
   return { state: T.state(), connection: T.connection(), me: T.me(), partner: T.partner(), peers: T.peers(), notice: T.notice(), pc: T.pcState(), ice: T.iceState() };
 };
-const waitState = (t, s, timeout) => waitFor(t, `screen "${s}"`, (want) => window.intercomTest.state() === want, s, { timeout, report });
+const waitState = (t, s, timeout) => waitScreen(t, s, { timeout, report });
 const waitPeer = (t, name, status) =>
   waitFor(t, `${name} ${status}`, ([n, s]) => window.intercomTest.peers()[n] === s, [name, status], { report });
 const stats = (t) => t.probe(() => window.intercomTest.stats());

@@ -8,8 +8,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFileSync, rmSync } from 'node:fs';
-import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, ensureArtifacts, haveBinary, BINARY, ROOT } from './harness.mjs';
+import { readFileSync } from 'node:fs';
+import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, needBinary, tearDown, waitScreen, ROOT } from './harness.mjs';
 
 const GROUP = 'household';
 const DOOR = 'Door';
@@ -29,8 +29,7 @@ let all = [];
 const pageErrors = [];
 
 before(async () => {
-  assert.ok(haveBinary(), `no server binary at ${BINARY}: run cargo build --release`);
-  artifacts = ensureArtifacts();
+  artifacts = needBinary();
   stateDir = tempDir('groups-state');
   // Four tablets on 127.0.0.1 load pages in parallel: the per-address cap is raised.
   server = await startServer({ stateDir, args: ['--ring-timeout', '90', '--max-per-ip', '64'] });
@@ -48,18 +47,13 @@ before(async () => {
   for (const t of all) t.page.on('pageerror', (err) => pageErrors.push(`${t.label}: ${err.message}`));
 });
 
-after(async () => {
-  if (process.env.E2E_CONSOLE) for (const t of all) console.log(t.consoleLines.join('\n'));
-  await Promise.all(all.map((t) => t.close()));
-  await server?.stop();
-  for (const dir of [stateDir, mediaDir]) if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => tearDown({ tablets: all, server, dirs: [stateDir, mediaDir] }));
 
 const report = () => {
   const T = window.intercomTest;
   return { state: T.state(), connection: T.connection(), partner: T.partner(), peers: T.peers(), notice: T.notice(), ringing: T.ringing(), page: T.page() };
 };
-const waitState = (t, s, timeout) => waitFor(t, `screen "${s}"`, (want) => window.intercomTest.state() === want, s, { timeout, report });
+const waitState = (t, s, timeout) => waitScreen(t, s, { timeout, report });
 const waitPeer = (t, name, status) =>
   waitFor(t, `${name} ${status}`, ([n, s]) => window.intercomTest.peers()[n] === s, [name, status], { report });
 const stats = (t) => t.probe(() => window.intercomTest.stats());

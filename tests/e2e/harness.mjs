@@ -230,3 +230,28 @@ export function ensureArtifacts() {
 export function haveBinary() {
   return existsSync(BINARY);
 }
+
+// ---------------------------------------------------------------- a test file's before/after
+
+/** The start of a test file's before(): the release binary must be there. Returns
+ *  the folder for screenshots. */
+export function needBinary() {
+  if (!haveBinary()) throw new Error(`no server binary at ${BINARY}: run cargo build --release`);
+  return ensureArtifacts();
+}
+
+/** A test file's after(): prints the tablets' console lines when E2E_CONSOLE is set,
+ *  closes the tablets, stops the server and removes the temporary folders. Any of them
+ *  may be missing, where before() failed part way. */
+export async function tearDown({ tablets = [], server, dirs = [] }) {
+  const open = tablets.filter(Boolean);
+  if (process.env.E2E_CONSOLE) for (const t of open) console.log(t.consoleLines.join('\n'));
+  await Promise.all(open.map((t) => t.close()));
+  await server?.stop();
+  for (const dir of dirs) if (dir) rmSync(dir, { recursive: true, force: true });
+}
+
+/** Waits until the page shows `screen` (window.intercomTest.state()). */
+export function waitScreen(tablet, screen, { timeout, report } = {}) {
+  return waitFor(tablet, `screen "${screen}"`, (want) => window.intercomTest.state() === want, screen, { timeout, report });
+}

@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import http from 'node:http';
-import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, ensureArtifacts, haveBinary, BINARY } from './harness.mjs';
+import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, needBinary, tearDown, waitScreen } from './harness.mjs';
 
 const KEY = 'e2e-ipad-7cTq2LwZp4';
 const SLOW_MEDIA_MS = 5000;
@@ -45,8 +45,7 @@ function get(url) {
 }
 
 before(async () => {
-  assert.ok(haveBinary(), `no server binary at ${BINARY}: run cargo build --release`);
-  artifacts = ensureArtifacts();
+  artifacts = needBinary();
   stateDir = tempDir('ipad-state');
   // Every tablet here is 127.0.0.1; on a LAN each has its own address. Two browsers
   // loading pages, a third page, and a second socket on every return to the page
@@ -98,19 +97,13 @@ before(async () => {
   }, SLOW_MEDIA_MS);
 });
 
-after(async () => {
-  if (process.env.E2E_CONSOLE) for (const t of [door, kitchen]) if (t) console.log(t.consoleLines.join('\n'));
-  await door?.close();
-  await kitchen?.close();
-  await server?.stop();
-  for (const dir of [stateDir, mediaDir]) if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => tearDown({ tablets: [door, kitchen], server, dirs: [stateDir, mediaDir] }));
 
 const report = () => {
   const T = window.intercomTest;
   return { state: T.state(), connection: T.connection(), me: T.me(), partner: T.partner(), peers: T.peers(), notice: T.notice(), pc: T.pcState() };
 };
-const waitState = (tablet, s, timeout) => waitFor(tablet, `screen "${s}"`, (want) => window.intercomTest.state() === want, s, { timeout, report });
+const waitState = (tablet, s, timeout) => waitScreen(tablet, s, { timeout, report });
 const registered = (tablet) => waitFor(tablet, 'registered', () => window.intercomTest && window.intercomTest.connection() === 'registered', undefined, { report });
 const e2eLog = (tablet) => tablet.probe(() => window.e2eLog);
 const stats = (tablet) => tablet.probe(() => window.intercomTest.stats());
