@@ -1411,8 +1411,27 @@ window.addEventListener('pageshow', onReturn);
 
 // ---------------------------------------------------------------- start
 
+/** Fills in the round call buttons, which index.html writes as
+ *  `<div class="action" data-icon="i-…"><button …></button></div>`: the icon in the
+ *  button and the label under it. The label says what data-i18n-label says, except
+ *  on a toggle (aria-pressed), whose label (id "<button id>-label") the call controls
+ *  set as it flips. Runs before translateDom. */
+function buildActions() {
+  for (const action of document.querySelectorAll('.action[data-icon]')) {
+    const btn = action.querySelector('button');
+    btn.append(icon(action.dataset.icon));
+    const label = document.createElement('span');
+    label.className = 'action-label';
+    if (btn.hasAttribute('aria-pressed')) label.id = `${btn.id}-label`;
+    else label.dataset.i18n = btn.dataset.i18nLabel;
+    label.setAttribute('aria-hidden', 'true');
+    action.append(label);
+  }
+}
+
 function boot() {
   setLang(pickLang(`?${params}`));
+  buildActions();
   translateDom();
   renderClock();
   updateSoundGate();
