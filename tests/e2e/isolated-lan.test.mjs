@@ -9,8 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, haveBinary, BINARY } from './harness.mjs';
+import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, needBinary, tearDown, waitScreen } from './harness.mjs';
 
 const APPLIANCE = '10.77.0.1';
 const ADDR = { kitchen: '10.77.0.11', door: '10.77.0.12' };
@@ -24,7 +23,7 @@ let mediaDir;
 let cams;
 
 before(() => {
-  assert.ok(haveBinary(), `no server binary at ${BINARY}: run cargo build --release`);
+  needBinary();
   for (const n of Object.values(NS)) ip('netns', 'add', n);
   ip('-n', NS.sw, 'link', 'add', 'br0', 'type', 'bridge');
   ip('-n', NS.sw, 'link', 'set', 'br0', 'up');
@@ -55,14 +54,14 @@ after(() => {
       // already gone
     }
   }
-  for (const dir of [stateDir, mediaDir]) if (dir) rmSync(dir, { recursive: true, force: true });
+  return tearDown({ dirs: [stateDir, mediaDir] });
 });
 
 const report = () => {
   const T = window.intercomTest;
   return { state: T.state(), connection: T.connection(), pc: T.pcState(), ice: T.iceState() };
 };
-const waitState = (t, s, timeout) => waitFor(t, `screen "${s}"`, (want) => window.intercomTest.state() === want, s, { timeout, report });
+const waitState = (t, s, timeout) => waitScreen(t, s, { timeout, report });
 const stats = (t) => t.probe(() => window.intercomTest.stats());
 const inboundVideo = (s) => s?.inbound.video || 0;
 

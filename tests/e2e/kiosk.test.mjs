@@ -9,8 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, ensureArtifacts, haveBinary, BINARY } from './harness.mjs';
+import { startServer, launchTablet, makeFakeCamera, waitFor, sleep, tempDir, needBinary, tearDown, waitScreen } from './harness.mjs';
 
 const DOOR = 'Door';
 const VISITOR = 'Mallory';
@@ -27,8 +26,7 @@ let visitor; // { label, probe, page }: a second page holding the bare socket
 const pageErrors = [];
 
 before(async () => {
-  assert.ok(haveBinary(), `no server binary at ${BINARY}: run cargo build --release`);
-  artifacts = ensureArtifacts();
+  artifacts = needBinary();
   stateDir = tempDir('kiosk-state');
   server = await startServer({ stateDir });
   mediaDir = tempDir('kiosk-media');
@@ -39,19 +37,14 @@ before(async () => {
   visitor = { label: 'visitor', page, probe: (fn, arg) => page.evaluate(fn, arg) };
 });
 
-after(async () => {
-  if (kiosk && process.env.E2E_CONSOLE) console.log(kiosk.consoleLines.join('\n'));
-  await kiosk?.close();
-  await server?.stop();
-  for (const dir of [stateDir, mediaDir]) if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => tearDown({ tablets: [kiosk], server, dirs: [stateDir, mediaDir] }));
 
 const report = () => {
   const T = window.intercomTest;
   return { state: T.state(), connection: T.connection(), partner: T.partner(), peers: T.peers(), notice: T.notice(), note: T.autoAnswerNote() };
 };
 const state = () => window.intercomTest.state();
-const waitState = (s, timeout) => waitFor(kiosk, `screen "${s}"`, (want) => window.intercomTest.state() === want, s, { timeout, report });
+const waitState = (s, timeout) => waitScreen(kiosk, s, { timeout, report });
 
 async function openKiosk(query) {
   await kiosk.page.goto(`${server.origin}/?name=${DOOR}&autoanswer=1${query}`);

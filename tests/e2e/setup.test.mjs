@@ -11,11 +11,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import https from 'node:https';
 import { chromium } from 'playwright-core';
-import { startServer, trustingHome, waitFor, tempDir, ensureArtifacts, haveBinary, BINARY, CHROMIUM, CHROMIUM_FLAGS } from './harness.mjs';
+import { startServer, trustingHome, waitFor, tempDir, needBinary, tearDown, CHROMIUM, CHROMIUM_FLAGS } from './harness.mjs';
 
 const ACCESS = 'e2e-setup-Hq7x2Lw';
 const ADMIN = 'e2e-owner-0b7d4c1e9a2f';
@@ -56,8 +56,7 @@ function decodeQr(png) {
 }
 
 before(async () => {
-  assert.ok(haveBinary(), `no server binary at ${BINARY}: run cargo build --release`);
-  artifacts = ensureArtifacts();
+  artifacts = needBinary();
   stateDir = tempDir('setup-state');
   server = await startServer({
     stateDir,
@@ -75,8 +74,7 @@ before(async () => {
 after(async () => {
   await trusting?.close();
   await stranger?.close();
-  await server?.stop();
-  for (const dir of [stateDir, trustHome, strangerHome]) if (dir) rmSync(dir, { recursive: true, force: true });
+  await tearDown({ server, dirs: [stateDir, trustHome, strangerHome] });
 });
 
 const setupUrl = () => `http://localhost:${httpPort}/`;
