@@ -1370,23 +1370,21 @@ mod tests {
         allocate(&mut t, from, "door").unwrap();
         let kitchen = peer(30, 40000);
         permit(&mut t, from, kitchen);
-        let sent = (0..100)
-            .filter(|_| {
-                t.table
-                    .to_peer(&from, kitchen, 1000, t.now, &t.stations)
-                    .is_some()
-            })
-            .count();
+        // How many of 100 datagrams of 1,000 bytes pass now.
+        let burst = |t: &mut T| {
+            (0..100)
+                .filter(|_| {
+                    t.table
+                        .to_peer(&from, kitchen, 1000, t.now, &t.stations)
+                        .is_some()
+                })
+                .count()
+        };
+        let sent = burst(&mut t);
         assert_eq!(sent, 25);
         // A tenth of a second refills 10,000 bytes.
         t.now += Duration::from_millis(100);
-        let sent = (0..100)
-            .filter(|_| {
-                t.table
-                    .to_peer(&from, kitchen, 1000, t.now, &t.stations)
-                    .is_some()
-            })
-            .count();
+        let sent = burst(&mut t);
         assert_eq!(sent, 10);
     }
 
