@@ -125,13 +125,28 @@ fn name_of(s: &str) -> Option<Name> {
     Name::try_from(s).ok()
 }
 
+/// Changed statuses from which an event's presence is one `peers` list per station
+/// ([`Effect::Rosters`]) rather than a `peer` message each.
+const ROSTERS_AT: usize = 3;
+
+/// `name`'s status in `peers` (`Offline` when it holds no such name).
+fn status_in<L, const N: usize>(peers: &Peers<L, N>, name: &str) -> Status {
+    peers.by_name(name).map_or(Status::Offline, Peer::status)
+}
+
 /// One event (a frame, a deadline, a disconnect) in progress: the table, the effects so
-/// far, and the status every touched station had before, so presence announces exactly
-/// what changed when the event is over.
+/// far, and the status touched stations had before, so presence announces exactly what
+/// changed when the event is over.
 struct Event<'a, L, const N: usize> {
     peers: &'a mut Peers<L, N>,
     effects: Effects<L>,
-    before: heapless::Vec<(Name, Status), N>,
+    /// Touched stations and their status before, as few as presence needs whatever the
+    /// table's size: a station whose status is what it was gives its entry up when
+    /// room is needed (touched again, it is noted again with the same status).
+    before: heapless::Vec<(Name, Status), ROSTERS_AT>,
+    /// [`ROSTERS_AT`] noted stations had changed when another was touched: presence is
+    /// rosters, which state every status anyway, and nothing more is noted.
+    many: bool,
     /// A station that left during this event, for the groups in its `offline`.
     gone: Option<Peer<L>>,
 }
@@ -142,26 +157,27 @@ impl<'a, L, const N: usize> Event<'a, L, N> {
             peers,
             effects: Effects::new(),
             before: heapless::Vec::new(),
+            many: false,
             gone: None,
         }
     }
 
     fn status_of(&self, name: &str) -> Status {
-        self.peers
-            .by_name(name)
-            .map_or(Status::Offline, Peer::status)
+        status_in(self.peers, name)
     }
 
     /// Remember `name`'s status before this event touches it (once).
     fn note(&mut self, name: &str) {
-        if self.before.iter().any(|(n, _)| n == name) {
+        if self.many || self.before.iter().any(|(n, _)| n == name) {
             return;
         }
-        if let Some(n) = name_of(name) {
-            let status = self.status_of(name);
-            // Every noted name is in the table, which holds at most N.
-            let _ = self.before.push((n, status));
+        let Some(n) = name_of(name) else { return };
+        if self.before.is_full() {
+            let peers = &*self.peers;
+            self.before.retain(|(n, was)| status_in(peers, n) != *was);
         }
+        let status = self.status_of(name);
+        self.many = self.before.push((n, status)).is_err();
     }
 
     fn set_call(&mut self, name: &str, call: Call) {
@@ -183,18 +199,22 @@ impl<'a, L, const N: usize> Event<'a, L, N> {
     /// Mark exactly the peers `pick` chooses and make each of them idle; whether any was.
     fn take_marked(&mut self, pick: impl Fn(&Peer<L>) -> bool) -> bool {
         let mut any = false;
-        let mut names: heapless::Vec<Name, N> = heapless::Vec::new();
         for p in self.peers.iter_mut() {
             p.marked = pick(p);
-            if p.marked {
-                any = true;
-                let _ = names.push(p.name.clone());
-            }
+            any |= p.marked;
         }
-        for name in &names {
-            self.set_call(name, Call::Idle);
+        // One at a time, each noted before it changes (one already idle does not), so
+        // nothing here is as long as the table.
+        while let Some(name) = self.find_marked(|p| !p.idle()) {
+            self.set_call(&name, Call::Idle);
         }
         any
+    }
+
+    /// The first marked peer that `also` accepts.
+    fn find_marked(&self, also: impl Fn(&Peer<L>) -> bool) -> Option<Name> {
+        let mut marked = self.peers.iter().filter(|p| p.marked);
+        marked.find(|p| also(p)).map(|p| p.name.clone())
     }
 
     /// Presence for everything this event changed: nothing, a `peer` message per
@@ -205,7 +225,7 @@ impl<'a, L, const N: usize> Event<'a, L, N> {
             .iter()
             .filter(|(n, was)| self.status_of(n) != *was)
             .count();
-        if changed >= 3 {
+        if self.many || changed >= ROSTERS_AT {
             self.push(Effect::Rosters);
         } else if changed > 0 {
             let before = std::mem::take(&mut self.before);
@@ -623,14 +643,10 @@ fn fan_out<L, const N: usize>(
         };
         return Ok(err.encode());
     }
-    // `take_marked` made the chosen idle (they were); now they join.
-    let chosen: heapless::Vec<Name, N> = ev
-        .peers
-        .iter()
-        .filter(|p| p.marked)
-        .map(|p| p.name.clone())
-        .collect();
-    for name in &chosen {
+    // The chosen are marked and idle; now they join, one at a time.
+    let mut chosen = 0;
+    while let Some(name) = ev.find_marked(Peer::idle) {
+        chosen += 1;
         let call = match kind {
             Fan::Ring => Call::Incoming {
                 peer: me.clone(),
@@ -641,7 +657,7 @@ fn fan_out<L, const N: usize>(
                 group: group.clone(),
             },
         };
-        ev.set_call(name, call);
+        ev.set_call(&name, call);
     }
     let (mine, msg) = match kind {
         Fan::Ring => (
@@ -672,7 +688,7 @@ fn fan_out<L, const N: usize>(
     log::info!(
         "{me} -> {} {group}: {} station(s)",
         if kind == Fan::Ring { "ring" } else { "page" },
-        chosen.len()
+        chosen
     );
     ev.send(To::Marked, &msg);
     Ok(fan_update(ev.peers, me, &group, kind, id))
@@ -1659,6 +1675,34 @@ mod tests {
         assert_eq!(presence_of(&out.effects), (vec![], true));
         let out = msg(&mut t, 1, r#"{"type":"hangup","group":"home"}"#);
         assert_eq!(presence_of(&out.effects), (vec![], true));
+    }
+
+    #[test]
+    fn presence_stays_exact_past_the_entries_an_event_keeps() {
+        let mut t: Peers<u8, 8> = Peers::new(8);
+        for i in 1..=8 {
+            reg_with(&mut t, i, &format!("s{i}"), r#""groups":["all"]"#);
+        }
+        // Eight changes, more than an event keeps entries for: rosters.
+        let out = msg(&mut t, 1, r#"{"type":"call","group":"all"}"#);
+        assert_eq!(presence_of(&out.effects), (vec![], true));
+        let out = msg(&mut t, 8, r#"{"type":"accept","to":"s1"}"#);
+        assert_eq!(presence_of(&out.effects), (vec![], true));
+        // Six stations touched but left as they were, then two that change: two `peer`
+        // messages, in the order they changed.
+        let mut ev = Event::new(&mut t);
+        for i in 2..=7 {
+            ev.set_call(&format!("s{i}"), Call::Idle);
+        }
+        ev.set_call("s8", Call::Idle);
+        ev.set_call("s1", Call::Idle);
+        let online = |n: &str| {
+            format!(r#"{{"type":"peer","name":"{n}","status":"online","groups":["all"]}}"#)
+        };
+        assert_eq!(
+            presence_of(&ev.finish()),
+            (vec![online("s8"), online("s1")], false)
+        );
     }
 
     #[test]
