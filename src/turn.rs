@@ -388,14 +388,20 @@ impl Table {
             answer.reply = Some(w);
             return answer;
         }
+        // The other methods act on the client's own allocation.
         let result = match m.method {
             method::ALLOCATE => self.allocate(ctx, client, m, &auth),
-            method::REFRESH => self.refresh(ctx, client, m, &auth, &mut answer.freed),
-            method::CREATE_PERMISSION => self.permit(ctx, client, m, &auth),
-            _ => self.channel_bind(ctx, client, m, &auth),
+            method => self.own(&client, &auth).and_then(|i| match method {
+                method::REFRESH => Ok(self.refresh(ctx, i, m, &mut answer.freed)),
+                method::CREATE_PERMISSION => self.permit(ctx, i, m),
+                _ => self.channel_bind(ctx, i, m),
+            }),
         };
         answer.reply = Some(match result {
-            Ok(w) => w,
+            Ok(mut w) => {
+                w.integrity(&auth.key).fingerprint();
+                w
+            }
             Err(r) => self.refuse(m, client, ctx.unix, r, Some(&auth.key)),
         });
         answer
@@ -460,6 +466,8 @@ impl Table {
         })
     }
 
+    /// A success response to `m`; `request` signs it once the handler has added its
+    /// attributes.
     fn success(&self, m: &Message) -> Writer {
         Writer::new(m.method, Class::Success, m.tid)
     }
@@ -481,9 +489,7 @@ impl Table {
             let mut w = self.success(m);
             w.xor_address(attr::XOR_RELAYED_ADDRESS, a.relay)
                 .u32(attr::LIFETIME, left)
-                .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr)
-                .integrity(&auth.key)
-                .fingerprint();
+                .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr);
             return Ok(w);
         }
         match m.requested_transport() {
@@ -545,9 +551,7 @@ impl Table {
         let mut w = self.success(m);
         w.xor_address(attr::XOR_RELAYED_ADDRESS, relay)
             .u32(attr::LIFETIME, lifetime)
-            .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr)
-            .integrity(&auth.key)
-            .fingerprint();
+            .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr);
         Ok(w)
     }
 
@@ -563,12 +567,10 @@ impl Table {
     fn refresh(
         &mut self,
         ctx: &Ctx,
-        client: Client,
+        i: usize,
         m: &Message,
-        auth: &Auth,
         freed: &mut Option<SocketAddr>,
-    ) -> Result<Writer, Refusal> {
-        let i = self.own(&client, auth)?;
+    ) -> Writer {
         let lifetime = match m.u32(attr::LIFETIME) {
             Some(0) => 0,
             _ => MAX_LIFETIME,
@@ -580,10 +582,8 @@ impl Table {
             self.allocs[i].until = ctx.now + Duration::from_secs(lifetime as u64);
         }
         let mut w = self.success(m);
-        w.u32(attr::LIFETIME, lifetime)
-            .integrity(&auth.key)
-            .fingerprint();
-        Ok(w)
+        w.u32(attr::LIFETIME, lifetime);
+        w
     }
 
     /// Checks one XOR-PEER-ADDRESS for allocation `i`.
@@ -597,14 +597,7 @@ impl Table {
         Ok(())
     }
 
-    fn permit(
-        &mut self,
-        ctx: &Ctx,
-        client: Client,
-        m: &Message,
-        auth: &Auth,
-    ) -> Result<Writer, Refusal> {
-        let i = self.own(&client, auth)?;
+    fn permit(&mut self, ctx: &Ctx, i: usize, m: &Message) -> Result<Writer, Refusal> {
         let mut peers: heapless::Vec<IpAddr, MAX_PERMISSIONS> = heapless::Vec::new();
         for v in m.get_all(attr::XOR_PEER_ADDRESS) {
             let peer = stun::xor_address(v, &m.tid).ok_or(Refusal::BadRequest)?;
@@ -629,19 +622,10 @@ impl Table {
         for ip in peers {
             install(a, ip, ctx.now);
         }
-        let mut w = self.success(m);
-        w.integrity(&auth.key).fingerprint();
-        Ok(w)
+        Ok(self.success(m))
     }
 
-    fn channel_bind(
-        &mut self,
-        ctx: &Ctx,
-        client: Client,
-        m: &Message,
-        auth: &Auth,
-    ) -> Result<Writer, Refusal> {
-        let i = self.own(&client, auth)?;
+    fn channel_bind(&mut self, ctx: &Ctx, i: usize, m: &Message) -> Result<Writer, Refusal> {
         let number = m
             .channel_number()
             .filter(|n| stun::valid_channel(*n))
@@ -676,9 +660,7 @@ impl Table {
             _ => return Err(Refusal::BadRequest),
         }
         install(a, peer.ip(), ctx.now);
-        let mut w = self.success(m);
-        w.integrity(&auth.key).fingerprint();
-        Ok(w)
+        Ok(self.success(m))
     }
 
     /// A Send indication's or ChannelData's data from `client` to `peer`, of `len` bytes:
