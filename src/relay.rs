@@ -1244,6 +1244,13 @@ mod tests {
         v
     }
 
+    /// The one message an outcome sends, as for [`sent`].
+    fn one_sent<const N: usize>(t: &Peers<u8, N>, out: &Effects<u8>) -> (String, String) {
+        let mut all = sent(t, out);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
     fn pair(to: &str, text: &str) -> (String, String) {
         (to.to_string(), text.to_string())
     }
@@ -1379,11 +1386,8 @@ mod tests {
         assert!(reply(&out).contains("no_call"));
         let out = msg(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
         assert_eq!(
-            sent(&t, &out.effects),
-            [pair(
-                "b",
-                r#"{"type":"hangup","from":"door","reason":"ended"}"#
-            )]
+            one_sent(&t, &out.effects),
+            pair("b", r#"{"type":"hangup","from":"door","reason":"ended"}"#)
         );
     }
 
@@ -1393,11 +1397,8 @@ mod tests {
         msg(&mut t, 1, r#"{"type":"call","group":"home"}"#);
         let out = msg(&mut t, 2, r#"{"type":"hangup","to":"door","reason":"no"}"#);
         assert_eq!(
-            sent(&t, &out.effects),
-            [pair(
-                "door",
-                r#"{"type":"ringing","group":"home","to":["b"]}"#
-            )]
+            one_sent(&t, &out.effects),
+            pair("door", r#"{"type":"ringing","group":"home","to":["b"]}"#)
         );
         assert_eq!(status(&t, "a"), Status::Online);
         // The caller may not end the group ring with `to`.
@@ -1409,11 +1410,11 @@ mod tests {
             r#"{"type":"hangup","to":"door","reason":"away"}"#,
         );
         assert_eq!(
-            sent(&t, &out.effects),
-            [pair(
+            one_sent(&t, &out.effects),
+            pair(
                 "door",
                 r#"{"type":"hangup","group":"home","reason":"away"}"#
-            )]
+            )
         );
         assert_eq!(status(&t, "door"), Status::Online);
         assert_eq!(next_deadline(&t), None);
@@ -1477,19 +1478,16 @@ mod tests {
         msg(&mut t, 1, r#"{"type":"call","group":"home"}"#);
         let out = disconnect(&mut t, 2);
         assert_eq!(
-            sent(&t, &out),
-            [pair(
-                "door",
-                r#"{"type":"ringing","group":"home","to":["b"]}"#
-            )]
+            one_sent(&t, &out),
+            pair("door", r#"{"type":"ringing","group":"home","to":["b"]}"#)
         );
         let out = disconnect(&mut t, 3);
         assert_eq!(
-            sent(&t, &out),
-            [pair(
+            one_sent(&t, &out),
+            pair(
                 "door",
                 r#"{"type":"hangup","group":"home","reason":"disconnected"}"#
-            )]
+            )
         );
         // door idle, b offline: two changes, two peer messages, offline with its groups.
         let (peers, roster) = presence_of(&out);
@@ -1571,8 +1569,8 @@ mod tests {
             r#"{"type":"paging","group":"*","to":["a"],"id":2}"#
         );
         assert_eq!(
-            sent(&t, &out.effects),
-            [pair("a", r#"{"type":"page","from":"door","group":"*"}"#)]
+            one_sent(&t, &out.effects),
+            pair("a", r#"{"type":"page","from":"door","group":"*"}"#)
         );
         // Listener to listener: no_call; listener to pager and back: fine.
         msg(&mut t, 6, r#"{"type":"hangup","to":"b"}"#);
@@ -1587,11 +1585,8 @@ mod tests {
         // The listener leaves: the page is over for the pager.
         let out = msg(&mut t, 2, r#"{"type":"hangup","to":"door"}"#);
         assert_eq!(
-            sent(&t, &out.effects),
-            [pair(
-                "door",
-                r#"{"type":"hangup","group":"*","reason":"ended"}"#
-            )]
+            one_sent(&t, &out.effects),
+            pair("door", r#"{"type":"hangup","group":"*","reason":"ended"}"#)
         );
         // No page listeners: no_one_available counts only page stations.
         msg(&mut t, 2, r#"{"type":"status","dnd":true}"#);
