@@ -918,6 +918,15 @@ mod tests {
         }
     }
 
+    /// A table of 8 in which the door's client (port 5000) holds an allocation: the
+    /// table, the client and its relay address.
+    fn door_allocated() -> (T, Client, SocketAddr) {
+        let mut t = T::new(8);
+        let from = client(5000);
+        let relay = allocate(&mut t, from, "door").unwrap();
+        (t, from, relay)
+    }
+
     fn permit(t: &mut T, from: Client, to: SocketAddr) -> Option<u16> {
         let r = req(t, from, method::CREATE_PERMISSION, "door", None, |w| {
             w.xor_address(attr::XOR_PEER_ADDRESS, to);
@@ -958,9 +967,7 @@ mod tests {
 
     #[test]
     fn allocate_then_retransmit_then_mismatch() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         assert_eq!(relay.ip(), "192.168.1.2".parse::<IpAddr>().unwrap());
         // The same request again (a lost response): the same relay address.
         assert_eq!(allocate(&mut t, from, "door"), Ok(relay));
@@ -1070,9 +1077,7 @@ mod tests {
 
     #[test]
     fn refresh_keeps_and_deletes_lifetime_is_cut_to_600() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         let r = req(&t, from, method::REFRESH, "door", None, |w| {
             w.u32(attr::LIFETIME, 3600);
         });
@@ -1114,9 +1119,7 @@ mod tests {
 
     #[test]
     fn permissions_only_towards_stations_and_our_relays() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         // The kitchen tablet's address: fine. The router, the printer: 403.
         assert_eq!(permit(&mut t, from, peer(30, 40000)), None);
         assert_eq!(permit(&mut t, from, peer(1, 80)), Some(403));
@@ -1181,9 +1184,7 @@ mod tests {
 
     #[test]
     fn data_flows_only_with_a_permission() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         let kitchen = peer(30, 40000);
         assert_eq!(
             t.table.to_peer(&from, kitchen, 100, t.now, &t.stations),
@@ -1221,9 +1222,7 @@ mod tests {
 
     #[test]
     fn channel_bind_rules() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         let kitchen = peer(30, 40000);
         let bind = |t: &mut T, number: u16, to: SocketAddr| {
             let r = req(t, from, method::CHANNEL_BIND, "door", None, |w| {
@@ -1266,9 +1265,7 @@ mod tests {
 
     #[test]
     fn permissions_are_bounded() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         for i in 0..MAX_PERMISSIONS as u8 {
             let ip: IpAddr = format!("192.168.1.{}", 100 + i).parse().unwrap();
             t.stations.online(100 + i as u64, &format!("s{i}"), ip);
