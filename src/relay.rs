@@ -125,13 +125,28 @@ fn name_of(s: &str) -> Option<Name> {
     Name::try_from(s).ok()
 }
 
+/// Changed statuses from which an event's presence is one `peers` list per station
+/// ([`Effect::Rosters`]) rather than a `peer` message each.
+const ROSTERS_AT: usize = 3;
+
+/// `name`'s status in `peers` (`Offline` when it holds no such name).
+fn status_in<L, const N: usize>(peers: &Peers<L, N>, name: &str) -> Status {
+    peers.by_name(name).map_or(Status::Offline, Peer::status)
+}
+
 /// One event (a frame, a deadline, a disconnect) in progress: the table, the effects so
-/// far, and the status every touched station had before, so presence announces exactly
-/// what changed when the event is over.
+/// far, and the status touched stations had before, so presence announces exactly what
+/// changed when the event is over.
 struct Event<'a, L, const N: usize> {
     peers: &'a mut Peers<L, N>,
     effects: Effects<L>,
-    before: heapless::Vec<(Name, Status), N>,
+    /// Touched stations and their status before, as few as presence needs whatever the
+    /// table's size: a station whose status is what it was gives its entry up when
+    /// room is needed (touched again, it is noted again with the same status).
+    before: heapless::Vec<(Name, Status), ROSTERS_AT>,
+    /// [`ROSTERS_AT`] noted stations had changed when another was touched: presence is
+    /// rosters, which state every status anyway, and nothing more is noted.
+    many: bool,
     /// A station that left during this event, for the groups in its `offline`.
     gone: Option<Peer<L>>,
 }
@@ -142,26 +157,27 @@ impl<'a, L, const N: usize> Event<'a, L, N> {
             peers,
             effects: Effects::new(),
             before: heapless::Vec::new(),
+            many: false,
             gone: None,
         }
     }
 
     fn status_of(&self, name: &str) -> Status {
-        self.peers
-            .by_name(name)
-            .map_or(Status::Offline, Peer::status)
+        status_in(self.peers, name)
     }
 
     /// Remember `name`'s status before this event touches it (once).
     fn note(&mut self, name: &str) {
-        if self.before.iter().any(|(n, _)| n == name) {
+        if self.many || self.before.iter().any(|(n, _)| n == name) {
             return;
         }
-        if let Some(n) = name_of(name) {
-            let status = self.status_of(name);
-            // Every noted name is in the table, which holds at most N.
-            let _ = self.before.push((n, status));
+        let Some(n) = name_of(name) else { return };
+        if self.before.is_full() {
+            let peers = &*self.peers;
+            self.before.retain(|(n, was)| status_in(peers, n) != *was);
         }
+        let status = self.status_of(name);
+        self.many = self.before.push((n, status)).is_err();
     }
 
     fn set_call(&mut self, name: &str, call: Call) {
@@ -183,18 +199,22 @@ impl<'a, L, const N: usize> Event<'a, L, N> {
     /// Mark exactly the peers `pick` chooses and make each of them idle; whether any was.
     fn take_marked(&mut self, pick: impl Fn(&Peer<L>) -> bool) -> bool {
         let mut any = false;
-        let mut names: heapless::Vec<Name, N> = heapless::Vec::new();
         for p in self.peers.iter_mut() {
             p.marked = pick(p);
-            if p.marked {
-                any = true;
-                let _ = names.push(p.name.clone());
-            }
+            any |= p.marked;
         }
-        for name in &names {
-            self.set_call(name, Call::Idle);
+        // One at a time, each noted before it changes (one already idle does not), so
+        // nothing here is as long as the table.
+        while let Some(name) = self.find_marked(|p| !p.idle()) {
+            self.set_call(&name, Call::Idle);
         }
         any
+    }
+
+    /// The first marked peer that `also` accepts.
+    fn find_marked(&self, also: impl Fn(&Peer<L>) -> bool) -> Option<Name> {
+        let mut marked = self.peers.iter().filter(|p| p.marked);
+        marked.find(|p| also(p)).map(|p| p.name.clone())
     }
 
     /// Presence for everything this event changed: nothing, a `peer` message per
@@ -205,7 +225,7 @@ impl<'a, L, const N: usize> Event<'a, L, N> {
             .iter()
             .filter(|(n, was)| self.status_of(n) != *was)
             .count();
-        if changed >= 3 {
+        if self.many || changed >= ROSTERS_AT {
             self.push(Effect::Rosters);
         } else if changed > 0 {
             let before = std::mem::take(&mut self.before);
@@ -623,14 +643,10 @@ fn fan_out<L, const N: usize>(
         };
         return Ok(err.encode());
     }
-    // `take_marked` made the chosen idle (they were); now they join.
-    let chosen: heapless::Vec<Name, N> = ev
-        .peers
-        .iter()
-        .filter(|p| p.marked)
-        .map(|p| p.name.clone())
-        .collect();
-    for name in &chosen {
+    // The chosen are marked and idle; now they join, one at a time.
+    let mut chosen = 0;
+    while let Some(name) = ev.find_marked(Peer::idle) {
+        chosen += 1;
         let call = match kind {
             Fan::Ring => Call::Incoming {
                 peer: me.clone(),
@@ -641,7 +657,7 @@ fn fan_out<L, const N: usize>(
                 group: group.clone(),
             },
         };
-        ev.set_call(name, call);
+        ev.set_call(&name, call);
     }
     let (mine, msg) = match kind {
         Fan::Ring => (
@@ -672,7 +688,7 @@ fn fan_out<L, const N: usize>(
     log::info!(
         "{me} -> {} {group}: {} station(s)",
         if kind == Fan::Ring { "ring" } else { "page" },
-        chosen.len()
+        chosen
     );
     ev.send(To::Marked, &msg);
     Ok(fan_update(ev.peers, me, &group, kind, id))
@@ -944,8 +960,14 @@ mod tests {
         }
     }
 
-    /// `json` from connection `conn` (whose link is `conn as u8`).
-    fn frame_from(t: &mut T, c: &Ctx, conn: ConnId, json: &str) -> Outcome<u8> {
+    /// `json` from connection `conn` (whose link is `conn as u8`), in a table of any
+    /// capacity.
+    fn frame_from<const N: usize>(
+        t: &mut Peers<u8, N>,
+        c: &Ctx,
+        conn: ConnId,
+        json: &str,
+    ) -> Outcome<u8> {
         let inbound = Inbound {
             text: Some(json),
             over_rate: false,
@@ -953,11 +975,11 @@ mod tests {
         handle(t, c, conn, &(conn as u8), inbound)
     }
 
-    fn msg(t: &mut T, conn: ConnId, json: &str) -> Outcome<u8> {
+    fn msg<const N: usize>(t: &mut Peers<u8, N>, conn: ConnId, json: &str) -> Outcome<u8> {
         frame_from(t, &ctx(None), conn, json)
     }
 
-    fn reg(t: &mut T, conn: ConnId, name: &str) -> Outcome<u8> {
+    fn reg<const N: usize>(t: &mut Peers<u8, N>, conn: ConnId, name: &str) -> Outcome<u8> {
         msg(
             t,
             conn,
@@ -1152,7 +1174,12 @@ mod tests {
     }
 
     /// Register `name` on `conn` with extra fields, e.g. `"groups":["home"]`.
-    fn reg_with(t: &mut T, conn: ConnId, name: &str, extra: &str) -> Outcome<u8> {
+    fn reg_with<const N: usize>(
+        t: &mut Peers<u8, N>,
+        conn: ConnId,
+        name: &str,
+        extra: &str,
+    ) -> Outcome<u8> {
         let json = format!(r#"{{"type":"register","name":"{name}",{extra}}}"#);
         msg(t, conn, &json)
     }
@@ -1180,10 +1207,10 @@ mod tests {
     fn household() -> Peers<u8, 8> {
         let mut t = Peers::new(8);
         let f = r#""features":["preview","page"]"#;
-        reg_with8(&mut t, 1, "door", f);
-        reg_with8(&mut t, 2, "a", &format!(r#""groups":["home"],{f}"#));
-        reg_with8(&mut t, 3, "b", &format!(r#""groups":["home","up"],{f}"#));
-        reg_with8(
+        reg_with(&mut t, 1, "door", f);
+        reg_with(&mut t, 2, "a", &format!(r#""groups":["home"],{f}"#));
+        reg_with(&mut t, 3, "b", &format!(r#""groups":["home","up"],{f}"#));
+        reg_with(
             &mut t,
             4,
             "c",
@@ -1192,22 +1219,9 @@ mod tests {
         t
     }
 
-    fn msg8(t: &mut Peers<u8, 8>, conn: ConnId, json: &str) -> Outcome<u8> {
-        let inbound = Inbound {
-            text: Some(json),
-            over_rate: false,
-        };
-        handle(t, &ctx(None), conn, &(conn as u8), inbound)
-    }
-
-    fn reg_with8(t: &mut Peers<u8, 8>, conn: ConnId, name: &str, extra: &str) -> Outcome<u8> {
-        let json = format!(r#"{{"type":"register","name":"{name}",{extra}}}"#);
-        msg8(t, conn, &json)
-    }
-
     /// Every message an outcome sends, as (receiver, text), with `Marked` resolved
     /// against the table and presence left out.
-    fn sent8(t: &Peers<u8, 8>, out: &Effects<u8>) -> Vec<(String, String)> {
+    fn sent<const N: usize>(t: &Peers<u8, N>, out: &Effects<u8>) -> Vec<(String, String)> {
         let mut v = Vec::new();
         for e in out {
             match e {
@@ -1228,6 +1242,13 @@ mod tests {
         }
         v.sort();
         v
+    }
+
+    /// The one message an outcome sends, as for [`sent`].
+    fn one_sent<const N: usize>(t: &Peers<u8, N>, out: &Effects<u8>) -> (String, String) {
+        let mut all = sent(t, out);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
     }
 
     fn pair(to: &str, text: &str) -> (String, String) {
@@ -1318,7 +1339,7 @@ mod tests {
     #[test]
     fn a_group_ring_rings_idle_members_and_the_first_answer_wins() {
         let mut t = household();
-        let out = msg8(&mut t, 1, r#"{"type":"call","group":"home","id":9}"#);
+        let out = msg(&mut t, 1, r#"{"type":"call","group":"home","id":9}"#);
         assert!(out.ring_started);
         let r = reply(&out);
         assert!(
@@ -1328,7 +1349,7 @@ mod tests {
         assert!(r.contains(r#""a""#) && r.contains(r#""b""#) && !r.contains(r#""c""#));
         assert!(r.ends_with(r#""id":9}"#));
         assert_eq!(
-            sent8(&t, &out.effects),
+            sent(&t, &out.effects),
             [
                 pair("a", r#"{"type":"call","from":"door","group":"home"}"#),
                 pair("b", r#"{"type":"call","from":"door","group":"home"}"#),
@@ -1338,13 +1359,13 @@ mod tests {
         assert_eq!(presence_of(&out.effects), (vec![], true));
         assert_eq!(status(&t, "c"), Status::Dnd);
         // Busy while ringing.
-        let out = msg8(&mut t, 4, r#"{"type":"call","to":"a","id":1}"#);
+        let out = msg(&mut t, 4, r#"{"type":"call","to":"a","id":1}"#);
         assert!(reply(&out).contains("busy"));
         // b answers: door gets accept with the group, a hears answered_elsewhere.
-        let out = msg8(&mut t, 3, r#"{"type":"accept","to":"door","id":2}"#);
+        let out = msg(&mut t, 3, r#"{"type":"accept","to":"door","id":2}"#);
         assert_eq!(reply(&out), r#"{"type":"ack","id":2}"#);
         assert_eq!(
-            sent8(&t, &out.effects),
+            sent(&t, &out.effects),
             [
                 pair(
                     "a",
@@ -1359,82 +1380,72 @@ mod tests {
         );
         assert_eq!(next_deadline(&t), None);
         // Now an ordinary 1:1 call.
-        let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"home","id":3}"#);
+        let out = msg(&mut t, 1, r#"{"type":"hangup","group":"home","id":3}"#);
         assert!(reply(&out).contains("no_call"));
-        let out = msg8(&mut t, 2, r#"{"type":"accept","to":"door","id":4}"#);
+        let out = msg(&mut t, 2, r#"{"type":"accept","to":"door","id":4}"#);
         assert!(reply(&out).contains("no_call"));
-        let out = msg8(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
+        let out = msg(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
         assert_eq!(
-            sent8(&t, &out.effects),
-            [pair(
-                "b",
-                r#"{"type":"hangup","from":"door","reason":"ended"}"#
-            )]
+            one_sent(&t, &out.effects),
+            pair("b", r#"{"type":"hangup","from":"door","reason":"ended"}"#)
         );
     }
 
     #[test]
     fn declines_shrink_the_ring_and_the_last_one_ends_it() {
         let mut t = household();
-        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
-        let out = msg8(&mut t, 2, r#"{"type":"hangup","to":"door","reason":"no"}"#);
+        msg(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        let out = msg(&mut t, 2, r#"{"type":"hangup","to":"door","reason":"no"}"#);
         assert_eq!(
-            sent8(&t, &out.effects),
-            [pair(
-                "door",
-                r#"{"type":"ringing","group":"home","to":["b"]}"#
-            )]
+            one_sent(&t, &out.effects),
+            pair("door", r#"{"type":"ringing","group":"home","to":["b"]}"#)
         );
         assert_eq!(status(&t, "a"), Status::Online);
         // The caller may not end the group ring with `to`.
-        let out = msg8(&mut t, 1, r#"{"type":"hangup","to":"b","id":5}"#);
+        let out = msg(&mut t, 1, r#"{"type":"hangup","to":"b","id":5}"#);
         assert!(reply(&out).contains("no_call"));
-        let out = msg8(
+        let out = msg(
             &mut t,
             3,
             r#"{"type":"hangup","to":"door","reason":"away"}"#,
         );
         assert_eq!(
-            sent8(&t, &out.effects),
-            [pair(
+            one_sent(&t, &out.effects),
+            pair(
                 "door",
                 r#"{"type":"hangup","group":"home","reason":"away"}"#
-            )]
+            )
         );
         assert_eq!(status(&t, "door"), Status::Online);
         assert_eq!(next_deadline(&t), None);
         // Without a reason the last decline says "ended".
-        msg8(&mut t, 1, r#"{"type":"call","group":"up"}"#);
-        let out = msg8(&mut t, 3, r#"{"type":"hangup","to":"door"}"#);
-        assert!(sent8(&t, &out.effects)[0].1.contains(r#""reason":"ended""#));
+        msg(&mut t, 1, r#"{"type":"call","group":"up"}"#);
+        let out = msg(&mut t, 3, r#"{"type":"hangup","to":"door"}"#);
+        assert!(sent(&t, &out.effects)[0].1.contains(r#""reason":"ended""#));
     }
 
     #[test]
     fn the_caller_cancels_times_out_or_disconnects() {
         let mut t = household();
-        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
-        let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"nope","id":1}"#);
+        msg(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        let out = msg(&mut t, 1, r#"{"type":"hangup","group":"nope","id":1}"#);
         assert!(reply(&out).contains("no_call"));
-        let out = msg8(
+        let out = msg(
             &mut t,
             1,
             r#"{"type":"hangup","group":"home","reason":"gone","id":2}"#,
         );
         assert_eq!(reply(&out), r#"{"type":"ack","id":2}"#);
         let hung = r#"{"type":"hangup","from":"door","reason":"gone"}"#;
-        assert_eq!(sent8(&t, &out.effects), [pair("a", hung), pair("b", hung)]);
+        assert_eq!(sent(&t, &out.effects), [pair("a", hung), pair("b", hung)]);
         assert!(t.iter().all(|p| p.idle()));
 
         let c = ctx(None);
-        let inbound = Inbound {
-            text: Some(r#"{"type":"call","group":"home"}"#),
-            over_rate: false,
-        };
-        handle(&mut t, &c, 1, &1, inbound);
+        frame_from(&mut t, &c, 1, r#"{"type":"call","group":"home"}"#);
         let until = c.now + c.ring_timeout;
         assert_eq!(next_deadline(&t), Some(until));
         // A decline does not move the deadline.
-        msg8(&mut t, 2, r#"{"type":"hangup","to":"door"}"#);
+        msg(&mut t, 2, r#"{"type":"hangup","to":"door"}"#);
         assert_eq!(next_deadline(&t), Some(until));
         assert!(
             expire(&mut t, until - Duration::from_millis(1))
@@ -1443,7 +1454,7 @@ mod tests {
         );
         let out = expire(&mut t, until).effects;
         assert_eq!(
-            sent8(&t, &out),
+            sent(&t, &out),
             [
                 pair("b", r#"{"type":"hangup","from":"door","reason":"timeout"}"#),
                 pair(
@@ -1454,32 +1465,29 @@ mod tests {
         );
         assert!(t.iter().all(|p| p.idle()));
 
-        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        msg(&mut t, 1, r#"{"type":"call","group":"home"}"#);
         let out = disconnect(&mut t, 1);
         let gone = r#"{"type":"hangup","from":"door","reason":"disconnected"}"#;
-        assert_eq!(sent8(&t, &out), [pair("a", gone), pair("b", gone)]);
+        assert_eq!(sent(&t, &out), [pair("a", gone), pair("b", gone)]);
         assert!(t.iter().all(|p| p.idle()));
     }
 
     #[test]
     fn a_member_that_disconnects_leaves_the_ring() {
         let mut t = household();
-        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        msg(&mut t, 1, r#"{"type":"call","group":"home"}"#);
         let out = disconnect(&mut t, 2);
         assert_eq!(
-            sent8(&t, &out),
-            [pair(
-                "door",
-                r#"{"type":"ringing","group":"home","to":["b"]}"#
-            )]
+            one_sent(&t, &out),
+            pair("door", r#"{"type":"ringing","group":"home","to":["b"]}"#)
         );
         let out = disconnect(&mut t, 3);
         assert_eq!(
-            sent8(&t, &out),
-            [pair(
+            one_sent(&t, &out),
+            pair(
                 "door",
                 r#"{"type":"hangup","group":"home","reason":"disconnected"}"#
-            )]
+            )
         );
         // door idle, b offline: two changes, two peer messages, offline with its groups.
         let (peers, roster) = presence_of(&out);
@@ -1496,8 +1504,8 @@ mod tests {
     #[test]
     fn no_one_available_says_who_is_busy_and_who_is_in_dnd() {
         let mut t = household();
-        msg8(&mut t, 2, r#"{"type":"call","to":"b"}"#);
-        let out = msg8(&mut t, 1, r#"{"type":"call","group":"home","id":3}"#);
+        msg(&mut t, 2, r#"{"type":"call","to":"b"}"#);
+        let out = msg(&mut t, 1, r#"{"type":"call","group":"home","id":3}"#);
         assert_eq!(
             reply(&out),
             r#"{"type":"error","id":3,"code":"no_one_available","message":"no one in the group is available","busy":["a","b"],"dnd":["c"]}"#
@@ -1505,89 +1513,86 @@ mod tests {
         assert!(out.effects.is_empty() && !out.ring_started);
         assert!(t.iter().all(|p| !p.marked), "nothing marked for nobody");
         // A group with no other member: both lists empty.
-        let out = msg8(&mut t, 1, r#"{"type":"call","group":"nobody","id":4}"#);
+        let out = msg(&mut t, 1, r#"{"type":"call","group":"nobody","id":4}"#);
         assert!(reply(&out).contains(r#""busy":[],"dnd":[]"#));
         // The caller's busy comes first; group_invalid before that.
-        let out = msg8(&mut t, 2, r#"{"type":"call","group":"home","id":5}"#);
+        let out = msg(&mut t, 2, r#"{"type":"call","group":"home","id":5}"#);
         assert!(reply(&out).contains(r#""code":"busy""#));
-        let out = msg8(&mut t, 2, r#"{"type":"call","group":" x","id":6}"#);
+        let out = msg(&mut t, 2, r#"{"type":"call","group":" x","id":6}"#);
         assert!(reply(&out).contains("group_invalid"));
         // "*" is everyone.
-        let out = msg8(&mut t, 4, r#"{"type":"call","group":"*","id":7}"#);
+        let out = msg(&mut t, 4, r#"{"type":"call","group":"*","id":7}"#);
         assert!(reply(&out).contains(r#""to":["door"]"#), "{}", reply(&out));
     }
 
     #[test]
     fn preview_signals_flow_only_to_callees_that_declared_it() {
         let mut t = household();
-        reg_with8(&mut t, 5, "old", r#""groups":["home"]"#);
-        msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        reg_with(&mut t, 5, "old", r#""groups":["home"]"#);
+        msg(&mut t, 1, r#"{"type":"call","group":"home"}"#);
         let sig = |to: &str| format!(r#"{{"type":"signal","to":"{to}","data":1,"id":1}}"#);
         assert_eq!(
-            reply(&msg8(&mut t, 1, &sig("a"))),
+            reply(&msg(&mut t, 1, &sig("a"))),
             r#"{"type":"ack","id":1}"#
         );
         assert_eq!(
-            reply(&msg8(&mut t, 2, &sig("door"))),
+            reply(&msg(&mut t, 2, &sig("door"))),
             r#"{"type":"ack","id":1}"#
         );
-        assert!(reply(&msg8(&mut t, 1, &sig("old"))).contains("no_call"));
-        assert!(reply(&msg8(&mut t, 5, &sig("door"))).contains("no_call"));
-        assert!(reply(&msg8(&mut t, 2, &sig("b"))).contains("no_call"));
-        assert!(reply(&msg8(&mut t, 1, &sig("c"))).contains("no_call"));
+        assert!(reply(&msg(&mut t, 1, &sig("old"))).contains("no_call"));
+        assert!(reply(&msg(&mut t, 5, &sig("door"))).contains("no_call"));
+        assert!(reply(&msg(&mut t, 2, &sig("b"))).contains("no_call"));
+        assert!(reply(&msg(&mut t, 1, &sig("c"))).contains("no_call"));
         // Answered: only door and the one who answered.
-        msg8(&mut t, 3, r#"{"type":"accept","to":"door"}"#);
-        assert!(reply(&msg8(&mut t, 1, &sig("a"))).contains("no_call"));
-        assert!(reply(&msg8(&mut t, 1, &sig("b"))).contains("ack"));
+        msg(&mut t, 3, r#"{"type":"accept","to":"door"}"#);
+        assert!(reply(&msg(&mut t, 1, &sig("a"))).contains("no_call"));
+        assert!(reply(&msg(&mut t, 1, &sig("b"))).contains("ack"));
         // 1:1: the same rule.
-        msg8(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
-        msg8(&mut t, 1, r#"{"type":"call","to":"a"}"#);
-        assert!(reply(&msg8(&mut t, 1, &sig("a"))).contains("ack"));
-        msg8(&mut t, 1, r#"{"type":"hangup","to":"a"}"#);
-        msg8(&mut t, 1, r#"{"type":"call","to":"old"}"#);
-        assert!(reply(&msg8(&mut t, 1, &sig("old"))).contains("no_call"));
+        msg(&mut t, 1, r#"{"type":"hangup","to":"b"}"#);
+        msg(&mut t, 1, r#"{"type":"call","to":"a"}"#);
+        assert!(reply(&msg(&mut t, 1, &sig("a"))).contains("ack"));
+        msg(&mut t, 1, r#"{"type":"hangup","to":"a"}"#);
+        msg(&mut t, 1, r#"{"type":"call","to":"old"}"#);
+        assert!(reply(&msg(&mut t, 1, &sig("old"))).contains("no_call"));
     }
 
     #[test]
     fn pages_reach_idle_listeners_that_declared_page() {
         let mut t = household();
-        reg_with8(&mut t, 5, "old", r#""groups":["home"]"#);
-        reg_with8(&mut t, 6, "e", r#""features":["page"]"#);
-        msg8(&mut t, 6, r#"{"type":"call","to":"b"}"#);
-        let out = msg8(&mut t, 1, r#"{"type":"page","group":"*","id":2}"#);
+        reg_with(&mut t, 5, "old", r#""groups":["home"]"#);
+        reg_with(&mut t, 6, "e", r#""features":["page"]"#);
+        msg(&mut t, 6, r#"{"type":"call","to":"b"}"#);
+        let out = msg(&mut t, 1, r#"{"type":"page","group":"*","id":2}"#);
         assert!(out.ring_started);
         assert_eq!(
             reply(&out),
             r#"{"type":"paging","group":"*","to":["a"],"id":2}"#
         );
         assert_eq!(
-            sent8(&t, &out.effects),
-            [pair("a", r#"{"type":"page","from":"door","group":"*"}"#)]
+            one_sent(&t, &out.effects),
+            pair("a", r#"{"type":"page","from":"door","group":"*"}"#)
         );
         // Listener to listener: no_call; listener to pager and back: fine.
-        msg8(&mut t, 6, r#"{"type":"hangup","to":"b"}"#);
+        msg(&mut t, 6, r#"{"type":"hangup","to":"b"}"#);
         let sig = |to: &str| format!(r#"{{"type":"signal","to":"{to}","data":1,"id":1}}"#);
-        assert!(reply(&msg8(&mut t, 2, &sig("door"))).contains("ack"));
-        assert!(reply(&msg8(&mut t, 1, &sig("a"))).contains("ack"));
+        assert!(reply(&msg(&mut t, 2, &sig("door"))).contains("ack"));
+        assert!(reply(&msg(&mut t, 1, &sig("a"))).contains("ack"));
         // Pages never interrupt: a busy pager cannot page, the paged are busy.
-        let out = msg8(&mut t, 6, r#"{"type":"call","to":"a","id":3}"#);
+        let out = msg(&mut t, 6, r#"{"type":"call","to":"a","id":3}"#);
         assert!(reply(&out).contains("busy"));
-        let out = msg8(&mut t, 1, r#"{"type":"hangup","to":"a","id":4}"#);
+        let out = msg(&mut t, 1, r#"{"type":"hangup","to":"a","id":4}"#);
         assert!(reply(&out).contains("no_call"));
         // The listener leaves: the page is over for the pager.
-        let out = msg8(&mut t, 2, r#"{"type":"hangup","to":"door"}"#);
+        let out = msg(&mut t, 2, r#"{"type":"hangup","to":"door"}"#);
         assert_eq!(
-            sent8(&t, &out.effects),
-            [pair(
-                "door",
-                r#"{"type":"hangup","group":"*","reason":"ended"}"#
-            )]
+            one_sent(&t, &out.effects),
+            pair("door", r#"{"type":"hangup","group":"*","reason":"ended"}"#)
         );
         // No page listeners: no_one_available counts only page stations.
-        msg8(&mut t, 2, r#"{"type":"status","dnd":true}"#);
-        msg8(&mut t, 3, r#"{"type":"status","dnd":true}"#);
-        msg8(&mut t, 6, r#"{"type":"status","dnd":true}"#);
-        let out = msg8(&mut t, 1, r#"{"type":"page","group":"home","id":5}"#);
+        msg(&mut t, 2, r#"{"type":"status","dnd":true}"#);
+        msg(&mut t, 3, r#"{"type":"status","dnd":true}"#);
+        msg(&mut t, 6, r#"{"type":"status","dnd":true}"#);
+        let out = msg(&mut t, 1, r#"{"type":"page","group":"home","id":5}"#);
         assert!(
             reply(&out).contains(r#""busy":[],"dnd":["a","b","c"]"#),
             "{}",
@@ -1598,24 +1603,20 @@ mod tests {
     #[test]
     fn the_pager_ends_the_page_or_it_times_out() {
         let mut t = household();
-        msg8(&mut t, 4, r#"{"type":"status","dnd":false}"#);
+        msg(&mut t, 4, r#"{"type":"status","dnd":false}"#);
         let c = ctx(None);
-        let inbound = Inbound {
-            text: Some(r#"{"type":"page","group":"home"}"#),
-            over_rate: false,
-        };
-        handle(&mut t, &c, 1, &1, inbound);
+        frame_from(&mut t, &c, 1, r#"{"type":"page","group":"home"}"#);
         assert_eq!(next_deadline(&t), Some(c.now + c.page_timeout));
         let sig = r#"{"type":"signal","to":"b","data":1,"id":1}"#;
-        assert!(reply(&msg8(&mut t, 2, sig)).contains("no_call"));
+        assert!(reply(&msg(&mut t, 2, sig)).contains("no_call"));
         // A listener leaves with a reason: the pager hears who remains.
-        let out = msg8(&mut t, 2, r#"{"type":"hangup","to":"door","reason":"x"}"#);
-        let update = &sent8(&t, &out.effects)[0].1;
+        let out = msg(&mut t, 2, r#"{"type":"hangup","to":"door","reason":"x"}"#);
+        let update = &sent(&t, &out.effects)[0].1;
         assert!(update.starts_with(r#"{"type":"paging","group":"home","to":["#));
         assert!(!update.contains(r#""a""#));
         let out = expire(&mut t, c.now + c.page_timeout).effects;
         assert_eq!(
-            sent8(&t, &out),
+            sent(&t, &out),
             [
                 pair("b", r#"{"type":"hangup","from":"door","reason":"timeout"}"#),
                 pair("c", r#"{"type":"hangup","from":"door","reason":"timeout"}"#),
@@ -1625,85 +1626,106 @@ mod tests {
                 ),
             ]
         );
-        msg8(&mut t, 1, r#"{"type":"page","group":"home"}"#);
-        let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"home","id":6}"#);
+        msg(&mut t, 1, r#"{"type":"page","group":"home"}"#);
+        let out = msg(&mut t, 1, r#"{"type":"hangup","group":"home","id":6}"#);
         assert_eq!(reply(&out), r#"{"type":"ack","id":6}"#);
-        assert_eq!(sent8(&t, &out.effects).len(), 3);
+        assert_eq!(sent(&t, &out.effects).len(), 3);
         assert!(t.iter().all(|p| p.idle()));
-        msg8(&mut t, 1, r#"{"type":"page","group":"home"}"#);
+        msg(&mut t, 1, r#"{"type":"page","group":"home"}"#);
         let out = disconnect(&mut t, 1);
         assert!(
-            sent8(&t, &out)
+            sent(&t, &out)
                 .iter()
                 .all(|(_, m)| m.ends_with(r#""reason":"disconnected"}"#))
         );
         // A listener disconnecting from a page with others left: an update.
-        msg8(&mut t, 2, r#"{"type":"page","group":"home"}"#);
+        msg(&mut t, 2, r#"{"type":"page","group":"home"}"#);
         let out = disconnect(&mut t, 3);
-        assert!(sent8(&t, &out)[0].1.starts_with(r#"{"type":"paging""#));
+        assert!(sent(&t, &out)[0].1.starts_with(r#"{"type":"paging""#));
     }
 
     #[test]
     fn a_resume_inherits_a_ring_or_page_and_nobody_hears_of_it() {
         let mut t = household();
-        msg8(&mut t, 1, r#"{"type":"page","group":"home"}"#);
-        let out = reg_with8(&mut t, 9, "a", r#""token":"tok","groups":["other"]"#);
+        msg(&mut t, 1, r#"{"type":"page","group":"home"}"#);
+        let out = reg_with(&mut t, 9, "a", r#""token":"tok","groups":["other"]"#);
         assert_eq!(out.effects.len(), 1, "only the replacement");
         assert!(matches!(t.by_conn(9).unwrap().call, Call::Listening { .. }));
         assert_eq!(t.by_conn(9).unwrap().groups.as_slice(), ["home"]);
         let sig = r#"{"type":"signal","to":"door","data":1,"id":1}"#;
-        assert!(reply(&msg8(&mut t, 9, sig)).contains("ack"));
+        assert!(reply(&msg(&mut t, 9, sig)).contains("ack"));
     }
 
     #[test]
     fn presence_counts_changed_statuses_not_events() {
         let mut t = household();
         // c goes from dnd to online: one change.
-        let out = msg8(&mut t, 4, r#"{"type":"status","dnd":false}"#);
+        let out = msg(&mut t, 4, r#"{"type":"status","dnd":false}"#);
         assert_eq!(presence_of(&out.effects).0.len(), 1);
         // Same value again: nothing.
-        let out = msg8(&mut t, 4, r#"{"type":"status","dnd":false}"#);
+        let out = msg(&mut t, 4, r#"{"type":"status","dnd":false}"#);
         assert_eq!(presence_of(&out.effects), (vec![], false));
         // A group ring of door + 3: roster; cancelling it: roster again.
-        let out = msg8(&mut t, 1, r#"{"type":"call","group":"home"}"#);
+        let out = msg(&mut t, 1, r#"{"type":"call","group":"home"}"#);
         assert_eq!(presence_of(&out.effects), (vec![], true));
-        let out = msg8(&mut t, 1, r#"{"type":"hangup","group":"home"}"#);
+        let out = msg(&mut t, 1, r#"{"type":"hangup","group":"home"}"#);
         assert_eq!(presence_of(&out.effects), (vec![], true));
+    }
+
+    #[test]
+    fn presence_stays_exact_past_the_entries_an_event_keeps() {
+        let mut t: Peers<u8, 8> = Peers::new(8);
+        for i in 1..=8 {
+            reg_with(&mut t, i, &format!("s{i}"), r#""groups":["all"]"#);
+        }
+        // Eight changes, more than an event keeps entries for: rosters.
+        let out = msg(&mut t, 1, r#"{"type":"call","group":"all"}"#);
+        assert_eq!(presence_of(&out.effects), (vec![], true));
+        let out = msg(&mut t, 8, r#"{"type":"accept","to":"s1"}"#);
+        assert_eq!(presence_of(&out.effects), (vec![], true));
+        // Six stations touched but left as they were, then two that change: two `peer`
+        // messages, in the order they changed.
+        let mut ev = Event::new(&mut t);
+        for i in 2..=7 {
+            ev.set_call(&format!("s{i}"), Call::Idle);
+        }
+        ev.set_call("s8", Call::Idle);
+        ev.set_call("s1", Call::Idle);
+        let online = |n: &str| {
+            format!(r#"{{"type":"peer","name":"{n}","status":"online","groups":["all"]}}"#)
+        };
+        assert_eq!(
+            presence_of(&ev.finish()),
+            (vec![online("s8"), online("s1")], false)
+        );
     }
 
     #[test]
     fn a_station_starts_five_fan_outs_in_a_row_then_one_a_second() {
         let mut t = household();
         let mut c = ctx(None);
-        let send = |t: &mut Peers<u8, 8>, c: &Ctx, json: &str| {
-            let inbound = Inbound {
-                text: Some(json),
-                over_rate: false,
-            };
-            handle(t, c, 1, &1, inbound)
-        };
         for i in 0..5 {
-            let out = send(&mut t, &c, r#"{"type":"page","group":"home","id":1}"#);
+            let out = frame_from(&mut t, &c, 1, r#"{"type":"page","group":"home","id":1}"#);
             assert!(reply(&out).starts_with(r#"{"type":"paging""#), "page {i}");
-            send(&mut t, &c, r#"{"type":"hangup","group":"home"}"#);
+            frame_from(&mut t, &c, 1, r#"{"type":"hangup","group":"home"}"#);
         }
         // Refused ones cost nothing, and neither do pages that found no one.
-        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":2}"#);
+        let out = frame_from(&mut t, &c, 1, r#"{"type":"call","group":"home","id":2}"#);
         assert_eq!(
             reply(&out),
             r#"{"type":"error","id":2,"code":"rate_limited","message":"too many messages"}"#
         );
         assert!(out.effects.is_empty());
         c.now += FanOuts::EVERY;
-        let out = send(&mut t, &c, r#"{"type":"call","group":"nobody","id":3}"#);
+        let out = frame_from(&mut t, &c, 1, r#"{"type":"call","group":"nobody","id":3}"#);
         assert!(reply(&out).contains("no_one_available"));
-        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":4}"#);
+        let out = frame_from(&mut t, &c, 1, r#"{"type":"call","group":"home","id":4}"#);
         assert!(reply(&out).starts_with(r#"{"type":"ringing""#));
-        send(&mut t, &c, r#"{"type":"hangup","group":"home"}"#);
-        let out = send(&mut t, &c, r#"{"type":"call","group":"home","id":5}"#);
+        frame_from(&mut t, &c, 1, r#"{"type":"hangup","group":"home"}"#);
+        let out = frame_from(&mut t, &c, 1, r#"{"type":"call","group":"home","id":5}"#);
         assert!(reply(&out).contains("rate_limited"));
         // 1:1 calls are not fan-outs.
-        let out = send(&mut t, &c, r#"{"type":"call","to":"a","id":6}"#);
+        let out = frame_from(&mut t, &c, 1, r#"{"type":"call","to":"a","id":6}"#);
         assert_eq!(reply(&out), r#"{"type":"ack","id":6}"#);
     }
 }

@@ -388,14 +388,20 @@ impl Table {
             answer.reply = Some(w);
             return answer;
         }
+        // The other methods act on the client's own allocation.
         let result = match m.method {
             method::ALLOCATE => self.allocate(ctx, client, m, &auth),
-            method::REFRESH => self.refresh(ctx, client, m, &auth, &mut answer.freed),
-            method::CREATE_PERMISSION => self.permit(ctx, client, m, &auth),
-            _ => self.channel_bind(ctx, client, m, &auth),
+            method => self.own(&client, &auth).and_then(|i| match method {
+                method::REFRESH => Ok(self.refresh(ctx, i, m, &mut answer.freed)),
+                method::CREATE_PERMISSION => self.permit(ctx, i, m),
+                _ => self.channel_bind(ctx, i, m),
+            }),
         };
         answer.reply = Some(match result {
-            Ok(w) => w,
+            Ok(mut w) => {
+                w.integrity(&auth.key).fingerprint();
+                w
+            }
             Err(r) => self.refuse(m, client, ctx.unix, r, Some(&auth.key)),
         });
         answer
@@ -460,6 +466,8 @@ impl Table {
         })
     }
 
+    /// A success response to `m`; `request` signs it once the handler has added its
+    /// attributes.
     fn success(&self, m: &Message) -> Writer {
         Writer::new(m.method, Class::Success, m.tid)
     }
@@ -481,9 +489,7 @@ impl Table {
             let mut w = self.success(m);
             w.xor_address(attr::XOR_RELAYED_ADDRESS, a.relay)
                 .u32(attr::LIFETIME, left)
-                .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr)
-                .integrity(&auth.key)
-                .fingerprint();
+                .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr);
             return Ok(w);
         }
         match m.requested_transport() {
@@ -545,9 +551,7 @@ impl Table {
         let mut w = self.success(m);
         w.xor_address(attr::XOR_RELAYED_ADDRESS, relay)
             .u32(attr::LIFETIME, lifetime)
-            .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr)
-            .integrity(&auth.key)
-            .fingerprint();
+            .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr);
         Ok(w)
     }
 
@@ -563,12 +567,10 @@ impl Table {
     fn refresh(
         &mut self,
         ctx: &Ctx,
-        client: Client,
+        i: usize,
         m: &Message,
-        auth: &Auth,
         freed: &mut Option<SocketAddr>,
-    ) -> Result<Writer, Refusal> {
-        let i = self.own(&client, auth)?;
+    ) -> Writer {
         let lifetime = match m.u32(attr::LIFETIME) {
             Some(0) => 0,
             _ => MAX_LIFETIME,
@@ -580,10 +582,8 @@ impl Table {
             self.allocs[i].until = ctx.now + Duration::from_secs(lifetime as u64);
         }
         let mut w = self.success(m);
-        w.u32(attr::LIFETIME, lifetime)
-            .integrity(&auth.key)
-            .fingerprint();
-        Ok(w)
+        w.u32(attr::LIFETIME, lifetime);
+        w
     }
 
     /// Checks one XOR-PEER-ADDRESS for allocation `i`.
@@ -597,14 +597,7 @@ impl Table {
         Ok(())
     }
 
-    fn permit(
-        &mut self,
-        ctx: &Ctx,
-        client: Client,
-        m: &Message,
-        auth: &Auth,
-    ) -> Result<Writer, Refusal> {
-        let i = self.own(&client, auth)?;
+    fn permit(&mut self, ctx: &Ctx, i: usize, m: &Message) -> Result<Writer, Refusal> {
         let mut peers: heapless::Vec<IpAddr, MAX_PERMISSIONS> = heapless::Vec::new();
         for v in m.get_all(attr::XOR_PEER_ADDRESS) {
             let peer = stun::xor_address(v, &m.tid).ok_or(Refusal::BadRequest)?;
@@ -629,19 +622,10 @@ impl Table {
         for ip in peers {
             install(a, ip, ctx.now);
         }
-        let mut w = self.success(m);
-        w.integrity(&auth.key).fingerprint();
-        Ok(w)
+        Ok(self.success(m))
     }
 
-    fn channel_bind(
-        &mut self,
-        ctx: &Ctx,
-        client: Client,
-        m: &Message,
-        auth: &Auth,
-    ) -> Result<Writer, Refusal> {
-        let i = self.own(&client, auth)?;
+    fn channel_bind(&mut self, ctx: &Ctx, i: usize, m: &Message) -> Result<Writer, Refusal> {
         let number = m
             .channel_number()
             .filter(|n| stun::valid_channel(*n))
@@ -676,9 +660,7 @@ impl Table {
             _ => return Err(Refusal::BadRequest),
         }
         install(a, peer.ip(), ctx.now);
-        let mut w = self.success(m);
-        w.integrity(&auth.key).fingerprint();
-        Ok(w)
+        Ok(self.success(m))
     }
 
     /// A Send indication's or ChannelData's data from `client` to `peer`, of `len` bytes:
@@ -936,6 +918,15 @@ mod tests {
         }
     }
 
+    /// A table of 8 in which the door's client (port 5000) holds an allocation: the
+    /// table, the client and its relay address.
+    fn door_allocated() -> (T, Client, SocketAddr) {
+        let mut t = T::new(8);
+        let from = client(5000);
+        let relay = allocate(&mut t, from, "door").unwrap();
+        (t, from, relay)
+    }
+
     fn permit(t: &mut T, from: Client, to: SocketAddr) -> Option<u16> {
         let r = req(t, from, method::CREATE_PERMISSION, "door", None, |w| {
             w.xor_address(attr::XOR_PEER_ADDRESS, to);
@@ -976,9 +967,7 @@ mod tests {
 
     #[test]
     fn allocate_then_retransmit_then_mismatch() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         assert_eq!(relay.ip(), "192.168.1.2".parse::<IpAddr>().unwrap());
         // The same request again (a lost response): the same relay address.
         assert_eq!(allocate(&mut t, from, "door"), Ok(relay));
@@ -1088,9 +1077,7 @@ mod tests {
 
     #[test]
     fn refresh_keeps_and_deletes_lifetime_is_cut_to_600() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         let r = req(&t, from, method::REFRESH, "door", None, |w| {
             w.u32(attr::LIFETIME, 3600);
         });
@@ -1132,9 +1119,7 @@ mod tests {
 
     #[test]
     fn permissions_only_towards_stations_and_our_relays() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         // The kitchen tablet's address: fine. The router, the printer: 403.
         assert_eq!(permit(&mut t, from, peer(30, 40000)), None);
         assert_eq!(permit(&mut t, from, peer(1, 80)), Some(403));
@@ -1199,9 +1184,7 @@ mod tests {
 
     #[test]
     fn data_flows_only_with_a_permission() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         let kitchen = peer(30, 40000);
         assert_eq!(
             t.table.to_peer(&from, kitchen, 100, t.now, &t.stations),
@@ -1239,9 +1222,7 @@ mod tests {
 
     #[test]
     fn channel_bind_rules() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         let kitchen = peer(30, 40000);
         let bind = |t: &mut T, number: u16, to: SocketAddr| {
             let r = req(t, from, method::CHANNEL_BIND, "door", None, |w| {
@@ -1284,9 +1265,7 @@ mod tests {
 
     #[test]
     fn permissions_are_bounded() {
-        let mut t = T::new(8);
-        let from = client(5000);
-        let relay = allocate(&mut t, from, "door").unwrap();
+        let (mut t, from, relay) = door_allocated();
         for i in 0..MAX_PERMISSIONS as u8 {
             let ip: IpAddr = format!("192.168.1.{}", 100 + i).parse().unwrap();
             t.stations.online(100 + i as u64, &format!("s{i}"), ip);
@@ -1370,23 +1349,21 @@ mod tests {
         allocate(&mut t, from, "door").unwrap();
         let kitchen = peer(30, 40000);
         permit(&mut t, from, kitchen);
-        let sent = (0..100)
-            .filter(|_| {
-                t.table
-                    .to_peer(&from, kitchen, 1000, t.now, &t.stations)
-                    .is_some()
-            })
-            .count();
+        // How many of 100 datagrams of 1,000 bytes pass now.
+        let burst = |t: &mut T| {
+            (0..100)
+                .filter(|_| {
+                    t.table
+                        .to_peer(&from, kitchen, 1000, t.now, &t.stations)
+                        .is_some()
+                })
+                .count()
+        };
+        let sent = burst(&mut t);
         assert_eq!(sent, 25);
         // A tenth of a second refills 10,000 bytes.
         t.now += Duration::from_millis(100);
-        let sent = (0..100)
-            .filter(|_| {
-                t.table
-                    .to_peer(&from, kitchen, 1000, t.now, &t.stations)
-                    .is_some()
-            })
-            .count();
+        let sent = burst(&mut t);
         assert_eq!(sent, 10);
     }
 

@@ -45,6 +45,16 @@ const HEADROOM: usize = 48;
 /// their kernel buffers overflow).
 const READY_BEFORE_YIELD: u32 = 16;
 
+/// One more datagram in a row for a socket's task; past [`READY_BEFORE_YIELD`], the
+/// task yields first and the count starts again.
+async fn take_turn(in_a_row: &mut u32) {
+    *in_a_row += 1;
+    if *in_a_row > READY_BEFORE_YIELD {
+        *in_a_row = 0;
+        futures_lite::future::yield_now().await;
+    }
+}
+
 /// The bound listeners, before the executor runs.
 pub struct Listeners {
     udp: UdpSocket,
@@ -338,11 +348,7 @@ impl Relay {
         let mut buf = vec![0u8; stun::MAX_MESSAGE + 1];
         let mut in_a_row = 0;
         loop {
-            in_a_row += 1;
-            if in_a_row > READY_BEFORE_YIELD {
-                in_a_row = 0;
-                futures_lite::future::yield_now().await;
-            }
+            take_turn(&mut in_a_row).await;
             let (n, from) = match self.udp.recv_from(&mut buf).await {
                 Ok(x) => x,
                 Err(e) => {
@@ -368,11 +374,7 @@ impl Relay {
         let mut buf = vec![0u8; HEADROOM + stun::MAX_DATA + 4];
         let mut in_a_row = 0;
         loop {
-            in_a_row += 1;
-            if in_a_row > READY_BEFORE_YIELD {
-                in_a_row = 0;
-                futures_lite::future::yield_now().await;
-            }
+            take_turn(&mut in_a_row).await;
             let (n, peer) = match sock
                 .recv_from(&mut buf[HEADROOM..HEADROOM + stun::MAX_DATA + 1])
                 .await
