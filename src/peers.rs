@@ -2,7 +2,9 @@
 //!
 //! The table is a `heapless::Vec` sized at build time ([`CAPACITY`]): registering a peer
 //! never allocates, and "full" is a returned value. Peers are found by connection id or
-//! by name with a linear scan, which at these sizes costs less than hashing. Methods are
+//! by name with a linear scan over compact arrays kept beside the table (connection ids,
+//! and 32-bit keys of the names: a few cache lines, where the entries themselves are
+//! hundreds of bytes each); a name is compared only where its key matches. Methods are
 //! synchronous; callers hold the `RefCell` borrow only for the duration of one call.
 
 use crate::protocol::{Features, Groups, Name, Status};
@@ -174,16 +176,31 @@ impl<L> Peer<L> {
 }
 
 /// The peer table. `N` is the capacity; `limit` (≤ N) is the runtime `--max-peers`.
+/// A peer's name never changes while it is in the table (a new name is a new entry), and
+/// its connection changes only through [`Peers::reconnect`].
 #[derive(Debug)]
 pub struct Peers<L, const N: usize = CAPACITY> {
     list: heapless::Vec<Peer<L>, N>,
+    /// Each entry's connection, in the same order as `list`.
+    conns: heapless::Vec<ConnId, N>,
+    /// [`key`] of each entry's name, in the same order as `list`.
+    keys: heapless::Vec<u32, N>,
     limit: usize,
+}
+
+/// A name's lookup key: FNV-1a, 32 bits.
+fn key(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl<L, const N: usize> Peers<L, N> {
     pub fn new(limit: usize) -> Self {
         Peers {
             list: heapless::Vec::new(),
+            conns: heapless::Vec::new(),
+            keys: heapless::Vec::new(),
             limit: limit.min(N),
         }
     }
@@ -205,15 +222,21 @@ impl<L, const N: usize> Peers<L, N> {
     }
 
     pub fn by_conn(&self, conn: ConnId) -> Option<&Peer<L>> {
-        self.list.iter().find(|p| p.conn == conn)
+        let i = self.conns.iter().position(|&c| c == conn)?;
+        Some(&self.list[i])
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Peer<L>> {
-        self.list.iter().find(|p| p.name == name)
+        self.position(name).map(|i| &self.list[i])
     }
 
     pub fn by_name_mut(&mut self, name: &str) -> Option<&mut Peer<L>> {
-        self.list.iter_mut().find(|p| p.name == name)
+        self.position(name).map(|i| &mut self.list[i])
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        let k = key(name);
+        (0..self.keys.len()).find(|&i| self.keys[i] == k && self.list[i].name == name)
     }
 
     /// Add a peer; hands it back when the table is at its limit.
@@ -222,13 +245,32 @@ impl<L, const N: usize> Peers<L, N> {
         if self.is_full() {
             return Err(peer);
         }
-        self.list.push(peer)
+        let (k, conn) = (key(&peer.name), peer.conn);
+        self.list.push(peer)?;
+        // As long as `list`, so they fit.
+        let _ = self.keys.push(k);
+        let _ = self.conns.push(conn);
+        Ok(())
     }
 
     /// Remove the peer owned by `conn`, if that connection still owns one.
     pub fn remove(&mut self, conn: ConnId) -> Option<Peer<L>> {
-        let i = self.list.iter().position(|p| p.conn == conn)?;
+        let i = self.conns.iter().position(|&c| c == conn)?;
+        self.keys.swap_remove(i);
+        self.conns.swap_remove(i);
         Some(self.list.swap_remove(i))
+    }
+
+    /// Move `name` to connection `conn` reached through `link` (a resume); hands back the
+    /// link and connection it had.
+    pub fn reconnect(&mut self, name: &str, conn: ConnId, link: L) -> Option<(L, ConnId)> {
+        let i = self.position(name)?;
+        self.conns[i] = conn;
+        let p = &mut self.list[i];
+        Some((
+            std::mem::replace(&mut p.link, link),
+            std::mem::replace(&mut p.conn, conn),
+        ))
     }
 
     /// Set the call state of `name`, if present.
@@ -279,5 +321,32 @@ mod tests {
         assert_eq!(t.remove(1).unwrap().name, "a");
         assert!(t.remove(1).is_none());
         assert_eq!(t.by_name("b").unwrap().conn, 2);
+    }
+
+    #[test]
+    fn names_and_connections_are_found_after_removals_and_resumes() {
+        let mut t: Peers<(), 8> = Peers::new(8);
+        for (i, n) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            t.insert(peer(n, i as ConnId)).unwrap();
+        }
+        // "a" leaves: "e" moves into its place, and must still be found by name.
+        t.remove(0).unwrap();
+        t.remove(2).unwrap();
+        for (n, conn) in [("b", 1), ("d", 3), ("e", 4)] {
+            assert_eq!(t.by_name(n).unwrap().conn, conn, "{n}");
+            assert_eq!(t.by_name_mut(n).unwrap().conn, conn, "{n}");
+        }
+        assert!(t.by_name("a").is_none() && t.by_name("c").is_none());
+        assert!(t.by_name("").is_none() && t.by_name("bb").is_none());
+        t.insert(peer("a", 9)).unwrap();
+        assert_eq!(t.by_name("a").unwrap().conn, 9);
+        assert_eq!(t.by_conn(4).unwrap().name, "e");
+        // A resume moves "e" to connection 7: found by the new one only.
+        assert_eq!(t.reconnect("e", 7, ()), Some(((), 4)));
+        assert!(t.by_conn(4).is_none());
+        assert_eq!(t.by_conn(7).unwrap().name, "e");
+        assert!(t.remove(4).is_none());
+        assert_eq!(t.remove(7).unwrap().name, "e");
+        assert_eq!(t.reconnect("e", 8, ()), None);
     }
 }

@@ -345,13 +345,13 @@ fn register<L: Clone, const N: usize>(
         return out.answer(id, Err(ErrorCode::GroupInvalid));
     };
 
-    if let Some(held) = peers.by_name_mut(&name) {
-        // Resume: the same device takes its name back; nobody else sees a change.
-        if !token.as_deref().is_some_and(|t| secret_eq(t, &held.token)) {
-            return out.answer(id, Err(ErrorCode::NameTaken));
-        }
-        let old = std::mem::replace(&mut held.link, link.clone());
-        let old_conn = std::mem::replace(&mut held.conn, conn);
+    // Resume: the same device takes its name back; nobody else sees a change.
+    if let Some(held) = peers.by_name(&name)
+        && !token.as_deref().is_some_and(|t| secret_eq(t, &held.token))
+    {
+        return out.answer(id, Err(ErrorCode::NameTaken));
+    }
+    if let Some((old, old_conn)) = peers.reconnect(&name, conn, link.clone()) {
         log::info!("{name} resumed (connection {old_conn} -> {conn})");
         let _ = out.effects.push(Effect::Replace(old));
         out.reply = registered(peers, ctx, &name, id);
