@@ -770,10 +770,12 @@ impl<'a> Session<'a> {
         hub.metrics.decided(out.ring_started, out.reply.as_deref());
         let was_registered = self.registered;
         self.registered = hub.peers.borrow().by_conn(self.conn).is_some();
+        if self.registered != was_registered {
+            self.slot.set_registered(self.registered);
+        }
         if let (false, Some(p)) = (was_registered, hub.peers.borrow().by_conn(self.conn)) {
             hub.stations.online(self.conn, &p.name, self.peer); // TURN: a station's address
         }
-        self.slot.set_registered(self.registered);
         if out.ring_started {
             let _ = hub.rings.0.try_send(());
         }
