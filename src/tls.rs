@@ -2,15 +2,6 @@
 //!
 //! With `--cert`/`--key` the given PEM files are used as they are. Otherwise the server
 //! keeps a local CA in the state directory (ECDSA P-256, 10 years) and a server
-//! certificate signed by it (397 days, SANs for every name and address the appliance
-//! answers to). Tablets trust the CA once, through `/ca.crt`. The server certificate is
-//! re-issued when the name/address set changes or it is within 30 days of expiry.
-//! Runs once at start, before the event loop, so its blocking file I/O stalls no one.
-
-//! Certificates and the TLS acceptor.
-//!
-//! With `--cert`/`--key` the given PEM files are used as they are. Otherwise the server
-//! keeps a local CA in the state directory (ECDSA P-256, 10 years) and a server
 //! certificate signed by it (397 days, SANs for every LAN name and address the appliance
 //! answers to). Tablets trust the CA once, through `/ca.crt`. A CA created here carries
 //! critical name constraints (LAN names and private addresses only), so a leaked `ca.key`
@@ -31,11 +22,14 @@ use crate::tlsio::TlsStream;
 use futures_lite::{AsyncRead, AsyncWrite};
 use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
+use openssl::cipher::{Cipher, CipherRef};
+use openssl::cipher_ctx::CipherCtx;
 use openssl::ec::{EcGroup, EcKey};
+use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslMode, SslVersion};
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslMode, SslOptions, SslVersion};
 use openssl::stack::Stack;
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
@@ -49,6 +43,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const CA_DAYS: u32 = 3650;
@@ -57,11 +52,20 @@ const RENEW_DAYS: u32 = 30;
 /// How often the running server looks for changed names and addresses.
 const ADDRESS_POLL: Duration = Duration::from_secs(60);
 
-/// TLS 1.2 suites offered: ECDHE key exchange and AEAD ciphers only (TLS 1.3 suites are
-/// all AEAD; OpenSSL's defaults for them stand).
-const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
-    ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
-    ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+/// TLS 1.2 suites offered: ECDHE key exchange and AEAD ciphers only, AES-GCM first.
+const TLS12_AES_FIRST: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+    ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:\
+    ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+/// The same suites, ChaCha20-Poly1305 first.
+const TLS12_CHACHA_FIRST: &str = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:\
+    ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+    ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+/// TLS 1.3 suites (all AEAD), AES-GCM first.
+const TLS13_AES_FIRST: &str =
+    "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
+/// The same suites, ChaCha20-Poly1305 first.
+const TLS13_CHACHA_FIRST: &str =
+    "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
 /// Key exchange groups, preferred first.
 const GROUPS: &str = "X25519:P-256";
 
@@ -172,13 +176,25 @@ fn write(path: &Path, data: &[u8], private: bool) -> Result<(), TlsError> {
 }
 
 /// An acceptor for `chain` (leaf first, then intermediates) and `key`: TLS 1.3, and
-/// TLS 1.2 with ECDHE + AEAD only; X25519 and P-256; record buffers released while a
-/// connection is idle. OpenSSL reads ahead: one `recvfrom` fetches a record's header and
+/// TLS 1.2 with ECDHE + AEAD only; X25519 and P-256; the server picks the cipher this CPU
+/// runs faster ([`chacha_is_faster`]); record buffers released while a connection is
+/// idle. OpenSSL reads ahead: one `recvfrom` fetches a record's header and
 /// body, and a burst of records, instead of two reads per record (see BENCHMARKS.md).
 pub fn acceptor(chain: &[X509], key: &PKey<Private>) -> Result<SslAcceptor, TlsError> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
-    b.set_cipher_list(TLS12_CIPHERS)?;
+    let chacha = chacha_is_faster();
+    b.set_cipher_list(if chacha {
+        TLS12_CHACHA_FIRST
+    } else {
+        TLS12_AES_FIRST
+    })?;
+    b.set_ciphersuites(if chacha {
+        TLS13_CHACHA_FIRST
+    } else {
+        TLS13_AES_FIRST
+    })?;
+    b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
     b.set_groups_list(GROUPS)?;
     b.set_mode(SslMode::RELEASE_BUFFERS);
     b.set_read_ahead(true);
@@ -192,6 +208,52 @@ pub fn acceptor(chain: &[X509], key: &PKey<Private>) -> Result<SslAcceptor, TlsE
     b.set_private_key(key)?;
     b.check_private_key()?;
     Ok(b.build())
+}
+
+/// Whether this CPU seals TLS records faster with ChaCha20-Poly1305 than with AES-128-GCM,
+/// timed once per process (best of three 16 KiB runs each, well under a millisecond on
+/// a Raspberry Pi). Every record a tablet sends or receives is sealed or opened on the
+/// appliance's one core, so the appliance's speed decides, not the tablet's: a Pi 3 or
+/// Pi 4 has no AES instructions and runs ChaCha20 several times faster, a Pi 5 or an
+/// x86 machine may go either way (BENCHMARKS.md, "Cipher"). Both are TLS 1.3 suites
+/// every browser offers.
+pub fn chacha_is_faster() -> bool {
+    static FASTER: OnceLock<bool> = OnceLock::new();
+    *FASTER.get_or_init(|| {
+        let (chacha, aes) = (0..3).fold((Duration::MAX, Duration::MAX), |(c, a), _| {
+            (
+                c.min(seal_time(Cipher::chacha20_poly1305())),
+                a.min(seal_time(Cipher::aes_128_gcm())),
+            )
+        });
+        log::debug!("sealing 16 KiB: ChaCha20-Poly1305 {chacha:?}, AES-128-GCM {aes:?}");
+        chacha < aes
+    })
+}
+
+/// Time to seal sixteen 1 KiB records with `cipher` as TLS does: the key set once, a
+/// new nonce, the record header as associated data and a tag for every record
+/// (`Duration::MAX` if the cipher is missing).
+fn seal_time(cipher: &CipherRef) -> Duration {
+    let (key, header, record) = ([7u8; 32], [23u8, 3, 3, 4, 16], [0u8; 1024]);
+    let mut out = [0u8; 1024 + 16];
+    let started = Instant::now();
+    let sealed = (|| {
+        let mut ctx = CipherCtx::new()?;
+        ctx.encrypt_init(Some(cipher), Some(&key[..cipher.key_length()]), None)?;
+        for n in 0u8..16 {
+            ctx.encrypt_init(None, None, Some(&[n; 12]))?;
+            ctx.cipher_update(&header, None)?;
+            ctx.cipher_update(&record, Some(&mut out))?;
+            ctx.cipher_final(&mut out)?;
+            ctx.tag(&mut out[..16])?;
+        }
+        Ok::<_, ErrorStack>(())
+    })();
+    match sealed {
+        Ok(()) => started.elapsed(),
+        Err(_) => Duration::MAX,
+    }
 }
 
 /// Use the operator's own certificate and key (PKCS#8, SEC1 or PKCS#1 PEM).
