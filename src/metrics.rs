@@ -9,6 +9,7 @@
 
 use crate::config::EXTRA_SOCKETS;
 use crate::peers::{CAPACITY, ConnId};
+use crate::relay::Happened;
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::cell::{Cell, RefCell};
 use std::fmt::Write;
@@ -156,47 +157,19 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The `type` of an encoded server message: serde writes an internally tagged enum's tag
-/// first, so this is a look at the prefix, not a parse (`protocol.rs` owns the format;
-/// the unit test below checks the prefix against its encoder).
-fn message_type(text: &str) -> Option<&str> {
-    let rest = text.strip_prefix("{\"type\":\"")?;
-    rest.get(..rest.find('"')?)
-}
-
-/// The `code` of an encoded `error` message.
-fn error_code(text: &str) -> Option<&str> {
-    let at = text.find("\"code\":\"")? + 8;
-    let rest = &text[at..];
-    let code = &rest[..rest.find('"')?];
-    code.bytes()
-        .all(|b| b.is_ascii_lowercase() || b == b'_')
-        .then_some(code)
-}
-
 impl Metrics {
-    /// A frame was decided: a ring started, and the reply (an error counts by code).
-    pub fn decided(&self, ring_started: bool, reply: Option<&str>) {
-        let kind = reply.and_then(message_type);
-        if ring_started && kind == Some("paging") {
-            bump(&self.pages, 1);
-        } else if ring_started {
-            bump(&self.calls_started, 1);
-            self.hourly.borrow_mut().call(unix_now() / 3600);
-        }
-        if let Some(text) = reply.filter(|_| kind == Some("error")) {
-            self.errors
-                .borrow_mut()
-                .add(error_code(text).unwrap_or("other"));
-        }
-    }
-
-    /// A message was queued for someone else.
-    pub fn sent(&self, text: &str) {
-        match message_type(text) {
-            Some("signal") => bump(&self.signals, 1),
-            Some("accept") => bump(&self.calls_answered, 1),
-            _ => {}
+    /// What one message did, as the relay decided it.
+    pub fn happened(&self, h: Happened) {
+        match h {
+            Happened::RingStarted => {
+                bump(&self.calls_started, 1);
+                self.hourly.borrow_mut().call(unix_now() / 3600);
+            }
+            Happened::PageStarted => bump(&self.pages, 1),
+            Happened::Answered => bump(&self.calls_answered, 1),
+            Happened::Signal => bump(&self.signals, 1),
+            Happened::Refused(code) => self.errors.borrow_mut().add(code.as_str()),
+            Happened::Other => {}
         }
     }
 
@@ -289,37 +262,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ErrorCode, ServerMsg};
+    use crate::protocol::ErrorCode;
 
     #[test]
-    fn message_types_are_read_off_the_encoder() {
-        let from = "kitchen";
-        let call = ServerMsg::Call { from, group: None }.encode();
-        let accept = ServerMsg::Accept {
-            from,
-            group: Some("home"),
-        }
-        .encode();
-        let err = ServerMsg::error(Some(3), ErrorCode::Busy).encode();
-        assert_eq!(message_type(&call), Some("call"));
-        assert_eq!(message_type(&accept), Some("accept"));
-        assert_eq!(message_type(&err), Some("error"));
-        assert_eq!(error_code(&err), Some("busy"));
-        assert_eq!(message_type("[]"), None);
+    fn what_happened_is_counted() {
         let m = Metrics::default();
-        m.sent(&accept);
-        m.decided(true, Some(&err));
-        m.decided(false, Some(&ServerMsg::Ack { id: 1 }.encode()));
-        assert_eq!(m.calls_answered.get(), 1);
-        assert_eq!(m.calls_started.get(), 1);
-        let paging = ServerMsg::Paging {
-            group: "*",
-            to: &["a"],
-            id: None,
+        for h in [
+            Happened::RingStarted,
+            Happened::Answered,
+            Happened::PageStarted,
+            Happened::Signal,
+            Happened::Signal,
+            Happened::Refused(ErrorCode::Busy),
+            Happened::Other,
+        ] {
+            m.happened(h);
         }
-        .encode();
-        m.decided(true, Some(&paging));
-        assert_eq!((m.pages.get(), m.calls_started.get()), (1, 1));
+        let counted = [&m.calls_started, &m.calls_answered, &m.pages, &m.signals];
+        assert_eq!(counted.map(|c| c.get()), [1, 1, 1, 2]);
         let mut errors = Vec::new();
         m.errors
             .borrow()

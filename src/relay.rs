@@ -77,8 +77,32 @@ pub struct Outcome<L> {
     pub effects: Effects<L>,
     /// The frame was a `register` with a wrong or missing access key.
     pub wrong_key: bool,
-    /// A ring or page started: the deadline clock must look again.
-    pub ring_started: bool,
+    /// What the message did, for the owner's counters and the ring clock.
+    pub happened: Happened,
+}
+
+/// What one message did, as the owner's counters (metrics.rs) and the ring clock need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Happened {
+    /// Nothing counted (`register`, `hangup`, `status`, a resume...).
+    Other,
+    /// A 1:1 call or a group ring started: the deadline clock must look again.
+    RingStarted,
+    /// A page started: the deadline clock must look again.
+    PageStarted,
+    /// A call was answered (its `accept` went to the caller).
+    Answered,
+    /// A `signal` went to its partner.
+    Signal,
+    /// The sender was answered with this error.
+    Refused(ErrorCode),
+}
+
+impl Happened {
+    /// A ring or page started, so the ring clock has a new deadline.
+    pub fn starts_ring(self) -> bool {
+        matches!(self, Happened::RingStarted | Happened::PageStarted)
+    }
 }
 
 impl<L> Outcome<L> {
@@ -87,11 +111,14 @@ impl<L> Outcome<L> {
             reply: None,
             effects: Effects::new(),
             wrong_key: false,
-            ring_started: false,
+            happened: Happened::Other,
         }
     }
 
     fn answer(mut self, id: Option<u32>, result: Result<(), ErrorCode>) -> Self {
+        if let Err(code) = result {
+            self.happened = Happened::Refused(code);
+        }
         self.reply = match (result, id) {
             (Ok(()), Some(id)) => Some(ServerMsg::Ack { id }.encode()),
             (Ok(()), None) => None,
@@ -102,6 +129,7 @@ impl<L> Outcome<L> {
 
     /// `bad_message` with what was wrong.
     fn refuse(mut self, id: Option<u32>, detail: &str) -> Self {
+        self.happened = Happened::Refused(ErrorCode::BadMessage);
         let err = ServerMsg::Error {
             id,
             code: ErrorCode::BadMessage.as_str(),
@@ -288,12 +316,22 @@ pub fn handle<L: Clone, const N: usize>(
     let mut out = out;
     let mut ev = Event::new(peers);
     let result = act(&mut ev, ctx, &me, &msg, id);
-    out.ring_started = result.is_ok()
-        && matches!(msg, ClientMsg::Call { .. } | ClientMsg::Page { .. })
-        && ev
-            .peers
+    let rings = || {
+        ev.peers
             .by_name(&me)
-            .is_some_and(|p| p.call.deadline().is_some());
+            .is_some_and(|p| p.call.deadline().is_some())
+    };
+    out.happened = match (&msg, &result) {
+        (ClientMsg::Call { .. }, Ok(_)) if rings() => Happened::RingStarted,
+        (ClientMsg::Page { .. }, Ok(_)) if rings() => Happened::PageStarted,
+        // The one answer of a call or page that starts nothing (see `fan_out`).
+        (ClientMsg::Call { .. } | ClientMsg::Page { .. }, Ok(_)) => {
+            Happened::Refused(ErrorCode::NoOneAvailable)
+        }
+        (ClientMsg::Accept { .. }, Ok(_)) => Happened::Answered,
+        (ClientMsg::Signal { .. }, Ok(_)) => Happened::Signal,
+        _ => Happened::Other, // an error is counted by `answer`
+    };
     out.effects = ev.finish();
     match result {
         Ok(Some(text)) => {
@@ -596,7 +634,8 @@ fn fan_update<L, const N: usize>(
 /// A group `call` or a `page` to `group`: `rate_limited` past the station's
 /// [`FanOuts`], `group_invalid`, the sender's `busy`, then `no_one_available`. The set
 /// is fixed now: every member but `me` that is idle, not in DND (and for a page,
-/// declared `page`).
+/// declared `page`). `no_one_available` is the one refusal that comes back as the reply
+/// text rather than a code: it carries who is busy and who is in DND.
 fn fan_out<L, const N: usize>(
     ev: &mut Event<L, N>,
     ctx: &Ctx,
@@ -1039,7 +1078,7 @@ mod tests {
         assert!(reply(&out).contains("no_call"));
         let out = msg(&mut t, 1, r#"{"type":"call","to":"b","id":4}"#);
         assert_eq!(texts(&out.effects)[0].1, r#"{"type":"call","from":"a"}"#);
-        assert!(out.ring_started);
+        assert!(out.happened.starts_ring());
         assert_eq!(reply(&out), r#"{"type":"ack","id":4}"#);
         let out = msg(&mut t, 2, r#"{"type":"accept","to":"a"}"#);
         assert_eq!(texts(&out.effects)[0].1, r#"{"type":"accept","from":"b"}"#);
@@ -1340,7 +1379,7 @@ mod tests {
     fn a_group_ring_rings_idle_members_and_the_first_answer_wins() {
         let mut t = household();
         let out = msg(&mut t, 1, r#"{"type":"call","group":"home","id":9}"#);
-        assert!(out.ring_started);
+        assert!(out.happened.starts_ring());
         let r = reply(&out);
         assert!(
             r.starts_with(r#"{"type":"ringing","group":"home","to":["#),
@@ -1510,7 +1549,7 @@ mod tests {
             reply(&out),
             r#"{"type":"error","id":3,"code":"no_one_available","message":"no one in the group is available","busy":["a","b"],"dnd":["c"]}"#
         );
-        assert!(out.effects.is_empty() && !out.ring_started);
+        assert!(out.effects.is_empty() && !out.happened.starts_ring());
         assert!(t.iter().all(|p| !p.marked), "nothing marked for nobody");
         // A group with no other member: both lists empty.
         let out = msg(&mut t, 1, r#"{"type":"call","group":"nobody","id":4}"#);
@@ -1563,7 +1602,7 @@ mod tests {
         reg_with(&mut t, 6, "e", r#""features":["page"]"#);
         msg(&mut t, 6, r#"{"type":"call","to":"b"}"#);
         let out = msg(&mut t, 1, r#"{"type":"page","group":"*","id":2}"#);
-        assert!(out.ring_started);
+        assert!(out.happened.starts_ring());
         assert_eq!(
             reply(&out),
             r#"{"type":"paging","group":"*","to":["a"],"id":2}"#

@@ -286,11 +286,6 @@ impl Hub {
     /// where it does not fit, the receiver gets the whole list once its outbox has drained.
     fn deliver(&self, effects: Effects<Link>) {
         let peers = self.peers.borrow();
-        for e in &effects {
-            if let Effect::Send { text, .. } = e {
-                self.metrics.sent(text);
-            }
-        }
         for effect in effects {
             match effect {
                 Effect::Send {
@@ -767,7 +762,7 @@ impl<'a> Session<'a> {
             &self.link,
             inbound,
         );
-        hub.metrics.decided(out.ring_started, out.reply.as_deref());
+        hub.metrics.happened(out.happened);
         let was_registered = self.registered;
         self.registered = hub.peers.borrow().by_conn(self.conn).is_some();
         if self.registered != was_registered {
@@ -776,7 +771,7 @@ impl<'a> Session<'a> {
         if let (false, Some(p)) = (was_registered, hub.peers.borrow().by_conn(self.conn)) {
             hub.stations.online(self.conn, &p.name, self.peer); // TURN: a station's address
         }
-        if out.ring_started {
+        if out.happened.starts_ring() {
             let _ = hub.rings.0.try_send(());
         }
         hub.deliver(out.effects);
