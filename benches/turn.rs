@@ -23,29 +23,12 @@ use serde_json::Value;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Launch, patience};
+use support::{Kill, Launch, free_udp_port, patience, turn_echo_peer, uclient_figure};
 
 const STATIONS: usize = 8;
 const PER_STATION: &str = "4";
 const LENGTH: &str = "200";
 const INTERVAL_MS: &str = "2";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn proc_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -67,16 +50,9 @@ fn status(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The figure after `label` in uclient's output, 0 where there is none.
 fn figure(out: &str, label: &str) -> u64 {
-    out.rfind(label)
-        .and_then(|at| {
-            out[at + label.len()..]
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|s| !s.is_empty())?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    uclient_figure(out, label).unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -189,15 +165,8 @@ fn main() {
     // thread, not the relay, decides who keeps up.
     let pinned = support::pin_self();
     let messages = if quick { "500" } else { "3000" };
-    let peer_port = free_port();
-    let _peer = Kill(
-        Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnutils_peer (Debian package coturn)"),
-    );
+    let peer_port = free_udp_port();
+    let _peer = turn_echo_peer(peer_port);
 
     // intercomd: stations register as tablets do; their WebSockets stay open.
     let server = Launch::new()
@@ -243,7 +212,7 @@ fn main() {
 
     // coturn, the same secret form and realm.
     let secret = "benchsecret";
-    let coturn_port = free_port();
+    let coturn_port = free_udp_port();
     let db = tempfile::tempdir().unwrap();
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");

@@ -9,9 +9,9 @@ use intercomd::stun::{self, Class, Message, Writer, attr, method};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Launch, Server, patience, run};
+use support::{Launch, Server, free_udp_port, patience, run, turn_echo_peer, uclient_figure};
 
 /// The owner's key where a test reads `/metrics`.
 const ADMIN: &str = "owner-key-0123456789abcdef";
@@ -421,24 +421,6 @@ fn turn_off_offers_only_the_configured_servers() {
 
 // ------------------------------------------------------------- coturn's test client
 
-/// A child process killed when dropped.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Run `turnutils_uclient` with `args` to completion (bounded); its exit status and output.
 fn uclient(args: &[&str]) -> (bool, String) {
     let mut child = Command::new("turnutils_uclient")
@@ -476,28 +458,12 @@ fn uclient(args: &[&str]) -> (bool, String) {
     }
 }
 
-/// The figure after `label` in uclient's summary, e.g. "Total lost packets 0 (0.000000%)".
-fn figure(out: &str, label: &str) -> Option<u64> {
-    let at = out.rfind(label)? + label.len();
-    out[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|s| !s.is_empty())?
-        .parse()
-        .ok()
-}
-
 #[test]
 fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
     let server = relay_server("51040-51059", &[]);
-    let peer_port = free_udp_port().to_string();
-    let _peer = Kill(
-        Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &peer_port])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnutils_peer (Debian package coturn; tests/all installs it)"),
-    );
+    let peer_port = free_udp_port();
+    let _peer = turn_echo_peer(peer_port);
+    let peer_port = peer_port.to_string();
     run(async {
         // Credentials as a tablet gets them; the WebSocket stays open, so 127.0.0.1
         // (where turnutils_peer listens) is a registered station's address.
@@ -532,15 +498,15 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
             let (ok, out) = uclient(&args);
             let what = if tcp { "TCP" } else { "UDP" };
             assert!(ok, "uclient over {what} failed:\n{out}");
-            let sent = figure(&out, "tot_send_msgs=").unwrap_or(0);
-            let recv = figure(&out, "tot_recv_msgs=").unwrap_or(0);
+            let sent = uclient_figure(&out, "tot_send_msgs=").unwrap_or(0);
+            let recv = uclient_figure(&out, "tot_recv_msgs=").unwrap_or(0);
             assert_eq!(
                 (sent, recv),
                 (50, 50),
                 "over {what}, all messages back:\n{out}"
             );
             assert_eq!(
-                figure(&out, "Total lost packets"),
+                uclient_figure(&out, "Total lost packets"),
                 Some(0),
                 "{what}:\n{out}"
             );
@@ -565,7 +531,7 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
             "127.0.0.1",
         ]);
         assert!(
-            !ok || figure(&out, "tot_recv_msgs=").unwrap_or(0) == 0,
+            !ok || uclient_figure(&out, "tot_recv_msgs=").unwrap_or(0) == 0,
             "wrong password relayed:\n{out}"
         );
         assert_eq!(server.health().await["turn_allocations"], before);

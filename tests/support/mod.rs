@@ -306,6 +306,48 @@ pub fn clock_ticks_per_s() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// A child process, killed (and reaped) when dropped.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// coturn's `turnutils_peer` on 127.0.0.1:`port`, echoing what a TURN client relays to it.
+pub fn turn_echo_peer(port: u16) -> Kill {
+    Kill(
+        Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer (Debian package coturn; tests/all installs it)"),
+    )
+}
+
+/// The figure after `label` in `turnutils_uclient`'s output, e.g. "Total lost packets 0
+/// (0.000000%)".
+pub fn uclient_figure(out: &str, label: &str) -> Option<u64> {
+    let at = out.rfind(label)? + label.len();
+    out[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())?
+        .parse()
+        .ok()
+}
+
 /// Start the server with short test intervals plus `args` (later flags win).
 pub fn start_server(args: &[&str]) -> Server {
     Launch::new().args(args).spawn()
