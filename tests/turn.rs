@@ -458,6 +458,40 @@ fn uclient(args: &[&str]) -> (bool, String) {
     }
 }
 
+/// Where a `turnutils_uclient` run goes: the relay on 127.0.0.1:`port`, as `user` with
+/// `pass`, towards the peer at `peer`:`peer_port`.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    port: &'a str,
+    user: &'a str,
+    pass: &'a str,
+    peer: &'a str,
+    peer_port: &'a str,
+}
+
+impl Route<'_> {
+    /// [`uclient`] sending `messages` messages along this route, with `extra` flags.
+    fn uclient(&self, messages: &str, extra: &[&str]) -> (bool, String) {
+        let mut args = vec![
+            "-u",
+            self.user,
+            "-w",
+            self.pass,
+            "-p",
+            self.port,
+            "-e",
+            self.peer,
+            "-r",
+            self.peer_port,
+            "-n",
+            messages,
+        ];
+        args.extend_from_slice(extra);
+        args.push("127.0.0.1");
+        uclient(&args)
+    }
+}
+
 #[test]
 fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
     let server = relay_server("51040-51059", &[]);
@@ -470,32 +504,19 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
         let (_door, reg) = server.register("door").await;
         let (port, user, pass) = turn_entry(&reg);
         let port = port.to_string();
+        let to_peer = Route {
+            port: &port,
+            user: &user,
+            pass: &pass,
+            peer: "127.0.0.1",
+            peer_port: &peer_port,
+        };
         for tcp in [false, true] {
-            let mut args = vec![
-                "-u",
-                &user,
-                "-w",
-                &pass,
-                "-p",
-                &port,
-                "-e",
-                "127.0.0.1",
-                "-r",
-                &peer_port,
-                "-n",
-                "50",
-                "-l",
-                "400",
-                "-z",
-                "5",
-                "-c",
-                "-v",
-            ];
+            let mut extra = vec!["-l", "400", "-z", "5", "-c", "-v"];
             if tcp {
-                args.push("-t");
+                extra.push("-t");
             }
-            args.push("127.0.0.1");
-            let (ok, out) = uclient(&args);
+            let (ok, out) = to_peer.uclient("50", &extra);
             let what = if tcp { "TCP" } else { "UDP" };
             assert!(ok, "uclient over {what} failed:\n{out}");
             let sent = uclient_figure(&out, "tot_send_msgs=").unwrap_or(0);
@@ -514,44 +535,22 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
         // A wrong password: no allocation, nothing relayed. (The UDP run's allocation
         // stays until its lifetime ends; the TCP run's went with its connection.)
         let before = server.health().await["turn_allocations"].clone();
-        let (ok, out) = uclient(&[
-            "-u",
-            &user,
-            "-w",
-            "wrong",
-            "-p",
-            &port,
-            "-e",
-            "127.0.0.1",
-            "-r",
-            &peer_port,
-            "-n",
-            "5",
-            "-c",
-            "127.0.0.1",
-        ]);
+        let wrong = Route {
+            pass: "wrong",
+            ..to_peer
+        };
+        let (ok, out) = wrong.uclient("5", &["-c"]);
         assert!(
             !ok || uclient_figure(&out, "tot_recv_msgs=").unwrap_or(0) == 0,
             "wrong password relayed:\n{out}"
         );
         assert_eq!(server.health().await["turn_allocations"], before);
         // A peer address with no station behind it: the permission is refused (403).
-        let (ok, out) = uclient(&[
-            "-u",
-            &user,
-            "-w",
-            &pass,
-            "-p",
-            &port,
-            "-e",
-            "10.9.8.7",
-            "-r",
-            &peer_port,
-            "-n",
-            "5",
-            "-c",
-            "127.0.0.1",
-        ]);
+        let nobody = Route {
+            peer: "10.9.8.7",
+            ..to_peer
+        };
+        let (ok, out) = nobody.uclient("5", &["-c"]);
         assert!(!ok, "a permission towards 10.9.8.7 was granted:\n{out}");
         assert!(out.contains("403"), "no 403 in:\n{out}");
     });
