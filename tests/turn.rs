@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Launch, Server, free_udp_port, patience, run, turn_echo_peer, uclient_figure};
+use support::{
+    Client, Launch, Server, free_udp_port, patience, run, turn_echo_peer, uclient_figure,
+};
 
 /// The owner's key where a test reads `/metrics`.
 const ADMIN: &str = "owner-key-0123456789abcdef";
@@ -29,6 +31,13 @@ fn relay_server(ports: &str, extra: &[&str]) -> Server {
         ])
         .args(extra)
         .spawn()
+}
+
+/// Register `name` as a tablet does: its WebSocket (its address is a permitted peer while
+/// it stays open) and the TURN entry it was offered, as [`turn_entry`].
+async fn station(server: &Server, name: &str) -> (Client, (u16, String, String)) {
+    let (ws, reg) = server.register(name).await;
+    (ws, turn_entry(&reg))
 }
 
 /// The TURN entry of a `registered` message: (port, username, credential).
@@ -285,10 +294,8 @@ fn registered_offers_the_relay_and_a_tablet_allocates_with_it() {
 fn two_stations_relay_to_each_other_over_udp_and_tcp() {
     let server = relay_server("51010-51019", &["--admin-key", ADMIN]);
     run(async {
-        let (_door_ws, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
-        let (_kitchen_ws, reg) = server.register("kitchen").await;
-        let (_, kuser, kpass) = turn_entry(&reg);
+        let (_door_ws, (port, user, pass)) = station(&server, "door").await;
+        let (_kitchen_ws, (_, kuser, kpass)) = station(&server, "kitchen").await;
         let mut door = TurnClient::udp(port, &user, &pass);
         let mut kitchen = TurnClient::tcp(port, &kuser, &kpass);
         let door_relay = door.allocate().unwrap();
@@ -353,8 +360,7 @@ fn two_stations_relay_to_each_other_over_udp_and_tcp() {
 fn not_an_open_relay() {
     let server = relay_server("51020-51029", &[]);
     run(async {
-        let (_door_ws, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
+        let (_door_ws, (port, user, pass)) = station(&server, "door").await;
         // A wrong password gets no allocation.
         let mut bad = TurnClient::udp(port, &user, "d3JvbmcgcGFzc3dvcmQgZ3Vlc3M=");
         assert_eq!(bad.allocate(), Err(401));
@@ -384,8 +390,7 @@ fn not_an_open_relay() {
 fn a_tcp_allocation_ends_with_its_connection_and_credentials_outlive_a_disconnect() {
     let server = relay_server("51030-51039", &[]);
     run(async {
-        let (door_ws, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
+        let (door_ws, (port, user, pass)) = station(&server, "door").await;
         let mut door = TurnClient::tcp(port, &user, &pass);
         door.allocate().unwrap();
         server.wait_health(|h| h["turn_allocations"] == 1).await;
@@ -501,8 +506,7 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
     run(async {
         // Credentials as a tablet gets them; the WebSocket stays open, so 127.0.0.1
         // (where turnutils_peer listens) is a registered station's address.
-        let (_door, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
+        let (_door, (port, user, pass)) = station(&server, "door").await;
         let port = port.to_string();
         let to_peer = Route {
             port: &port,
@@ -560,8 +564,7 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
 fn one_address_holds_at_most_16_tcp_clients() {
     let server = relay_server("51060-51069", &[]);
     run(async {
-        let (_door, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
+        let (_door, (port, user, pass)) = station(&server, "door").await;
         let binding = |c: &mut TurnClient| {
             let mut w = Writer::new(method::BINDING, Class::Request, [3; 12]);
             w.fingerprint();
