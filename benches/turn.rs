@@ -170,16 +170,8 @@ fn main() {
 
     // intercomd: stations register as tablets do; their WebSockets stay open.
     let server = Launch::new()
-        .log_level(None)
-        .pinned(pinned.then_some(0))
-        .args([
-            "--turn",
-            "on",
-            "--turn-listen",
-            "127.0.0.1:0",
-            "--turn-ports",
-            "52100-52199",
-        ])
+        .bench(pinned)
+        .turn_relay("52100-52199")
         .spawn();
     let (ours, clients) = smol::block_on(async {
         let mut creds = Vec::new();

@@ -20,17 +20,7 @@ const ADMIN: &str = "owner-key-0123456789abcdef";
 
 /// A server with the relay on 127.0.0.1 (a free port) and its own relay port range.
 fn relay_server(ports: &str, extra: &[&str]) -> Server {
-    Launch::new()
-        .args([
-            "--turn",
-            "on",
-            "--turn-listen",
-            "127.0.0.1:0",
-            "--turn-ports",
-            ports,
-        ])
-        .args(extra)
-        .spawn()
+    Launch::new().turn_relay(ports).args(extra).spawn()
 }
 
 /// Register `name` as a tablet does: its WebSocket (its address is a permitted peer while

@@ -151,6 +151,25 @@ impl Launch {
         self
     }
 
+    /// A benchmark's server: the server's default log level, and pinned to CPU 0 when
+    /// this process is `pinned` to CPU 1 (see [`pin_self`]).
+    pub fn bench(self, pinned: bool) -> Launch {
+        self.log_level(None).pinned(pinned.then_some(0))
+    }
+
+    /// The TURN relay on, on 127.0.0.1 (a free port), relaying from the port range
+    /// `ports` (e.g. "51000-51009").
+    pub fn turn_relay(self, ports: &str) -> Launch {
+        self.args([
+            "--turn",
+            "on",
+            "--turn-listen",
+            "127.0.0.1:0",
+            "--turn-ports",
+            ports,
+        ])
+    }
+
     /// Copy log lines containing any of these words to stderr (`INTERCOMD_TEST_LOG`
     /// copies every line).
     pub fn echo(mut self, words: &'static [&'static str]) -> Launch {
