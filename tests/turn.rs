@@ -6,13 +6,14 @@
 mod support;
 
 use intercomd::stun::{self, Class, Message, Writer, attr, method};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{
-    Client, Launch, Server, free_udp_port, patience, run, turn_echo_peer, uclient_figure,
+    Client, Launch, Server, free_udp_port, patience, run, turn_echo_peer, turn_entry,
+    uclient_figure,
 };
 
 /// The owner's key where a test reads `/metrics`.
@@ -28,25 +29,6 @@ fn relay_server(ports: &str, extra: &[&str]) -> Server {
 async fn station(server: &Server, name: &str) -> (Client, (u16, String, String)) {
     let (ws, reg) = server.register(name).await;
     (ws, turn_entry(&reg))
-}
-
-/// The TURN entry of a `registered` message: (port, username, credential).
-fn turn_entry(registered: &Value) -> (u16, String, String) {
-    let e = &registered["iceServers"][0];
-    let urls = e["urls"].as_array().expect("urls");
-    let udp = urls[0].as_str().unwrap();
-    let port = udp
-        .strip_prefix("turn:127.0.0.1:")
-        .and_then(|r| r.strip_suffix("?transport=udp"))
-        .unwrap_or_else(|| panic!("not a UDP TURN url on 127.0.0.1: {udp}"))
-        .parse()
-        .unwrap();
-    assert_eq!(urls[1], format!("turn:127.0.0.1:{port}?transport=tcp"));
-    (
-        port,
-        e["username"].as_str().unwrap().to_string(),
-        e["credential"].as_str().unwrap().to_string(),
-    )
 }
 
 /// How a test client reaches the relay.

@@ -367,6 +367,26 @@ pub fn uclient_figure(out: &str, label: &str) -> Option<u64> {
         .ok()
 }
 
+/// The TURN entry of a `registered` message from a server relaying on 127.0.0.1 (see
+/// [`Launch::turn_relay`]): (port, username, credential).
+pub fn turn_entry(registered: &Value) -> (u16, String, String) {
+    let e = &registered["iceServers"][0];
+    let urls = e["urls"].as_array().expect("urls");
+    let udp = urls[0].as_str().unwrap();
+    let port = udp
+        .strip_prefix("turn:127.0.0.1:")
+        .and_then(|r| r.strip_suffix("?transport=udp"))
+        .unwrap_or_else(|| panic!("not a UDP TURN url on 127.0.0.1: {udp}"))
+        .parse()
+        .unwrap();
+    assert_eq!(urls[1], format!("turn:127.0.0.1:{port}?transport=tcp"));
+    (
+        port,
+        e["username"].as_str().unwrap().to_string(),
+        e["credential"].as_str().unwrap().to_string(),
+    )
+}
+
 /// Start the server with short test intervals plus `args` (later flags win).
 pub fn start_server(args: &[&str]) -> Server {
     Launch::new().args(args).spawn()
