@@ -368,10 +368,8 @@ fn the_server_certificate_renews_itself_while_running() {
     // The tablet registered before the renewal calls one registered after it.
     smol::block_on(async {
         let (mut kitchen, _) = server.register("kitchen").await;
-        let ack = door
-            .request(json!({"type": "call", "to": "kitchen"}), 1)
+        door.acked(json!({"type": "call", "to": "kitchen"}), 1)
             .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 1}));
         assert_eq!(
             kitchen.recv_type("call").await,
             json!({"type": "call", "from": "door"})

@@ -122,8 +122,12 @@ fn rate_limit_refuses_then_closes() {
 
         // Slowing down (5/s is one token per 200 ms) is enough to be served again...
         Timer::after(Duration::from_millis(250)).await;
-        let got = a.request(json!({"type": "call", "to": "nobody"}), 11).await;
-        assert_eq!(got, error(Some(11), "peer_not_found"));
+        a.refused(
+            json!({"type": "call", "to": "nobody"}),
+            11,
+            "peer_not_found",
+        )
+        .await;
 
         // ...but a pause that short does not end the run of refusals: flooding on at ten
         // times the rate is closed 5 s after the first refusal.
@@ -181,8 +185,9 @@ fn register_timeout_closes_4000() {
         assert!(started.elapsed() >= Duration::from_millis(290));
         // A registered connection is not subject to it.
         on_time.expect_silence(Duration::from_millis(400)).await;
-        let got = on_time.request(json!({"type": "call", "to": "x"}), 2).await;
-        assert_eq!(got, error(Some(2), "peer_not_found"));
+        on_time
+            .refused(json!({"type": "call", "to": "x"}), 2, "peer_not_found")
+            .await;
     });
 }
 
@@ -227,8 +232,7 @@ fn silent_client_is_dropped_as_a_disconnect() {
             c.expect_silence(Duration::from_millis(1200)),
         )
         .await;
-        let got = a.request(json!({"type": "call", "to": "c"}), 3).await;
-        assert_eq!(got, json!({"type": "ack", "id": 3}));
+        a.acked(json!({"type": "call", "to": "c"}), 3).await;
         // The silent one finds its connection gone, without a close code.
         let (closed, _) = b.closed().await;
         assert_eq!(closed, Closed::Dropped);
@@ -274,8 +278,8 @@ fn handshake_timeout_closes_idle_sockets() {
         // An upgraded, registered connection is not bound by it.
         let (mut a, _) = server.register("a").await;
         a.expect_silence(Duration::from_millis(500)).await;
-        let got = a.request(json!({"type": "call", "to": "x"}), 1).await;
-        assert_eq!(got, error(Some(1), "peer_not_found"));
+        a.refused(json!({"type": "call", "to": "x"}), 1, "peer_not_found")
+            .await;
     });
 }
 
@@ -296,7 +300,7 @@ fn full_table_refuses_the_65th_and_nobody_else_notices() {
         }
         let mut extra = server.client().await;
         let reg = json!({"type": "register", "name": "p64"});
-        assert_eq!(extra.request(reg.clone(), 1).await, error(Some(1), "full"));
+        extra.refused(reg.clone(), 1, "full").await;
         for c in peers.iter_mut() {
             c.expect_silence(Duration::ZERO).await;
         }
@@ -351,8 +355,7 @@ fn socket_cap_refuses_extra_sockets_before_tls() {
         // Registered peers notice nothing and work as before.
         a.expect_silence(QUIET).await;
         b.expect_silence(Duration::ZERO).await;
-        let got = a.request(json!({"type": "call", "to": "b"}), 1).await;
-        assert_eq!(got, json!({"type": "ack", "id": 1}));
+        a.acked(json!({"type": "call", "to": "b"}), 1).await;
         assert_eq!(b.recv().await, json!({"type": "call", "from": "a"}));
         // Freed sockets make room again.
         drop(idle);
@@ -413,8 +416,7 @@ fn slow_consumer_is_cut_and_the_sender_is_not() {
         assert_eq!(c.recv().await, peer("a", "online"));
         assert_eq!(c.recv().await, peer("b", "offline"));
         // The sender carries on.
-        let got = a.request(json!({"type": "call", "to": "c"}), 99_999).await;
-        assert_eq!(got, json!({"type": "ack", "id": 99_999}));
+        a.acked(json!({"type": "call", "to": "c"}), 99_999).await;
         // b got an unbroken prefix of the signals, then the end.
         let (closed, seen) = b.closed().await;
         assert!(
@@ -487,8 +489,7 @@ fn presence_that_does_not_fit_is_resent_whole_and_nobody_is_cut() {
         while !server.log().contains("presence dropped") {
             assert!(id < 40_000, "the watcher's outbox never filled");
             for _ in 0..20 {
-                let ack = a.request(json!({"type": "call", "to": "b"}), id).await;
-                assert_eq!(ack, json!({"type": "ack", "id": id}));
+                a.acked(json!({"type": "call", "to": "b"}), id).await;
                 b.recv_type("call").await;
                 let ack = a
                     .request(json!({"type": "hangup", "to": "b"}), id + 1)

@@ -66,8 +66,7 @@ async fn cycle(server: &Server, p: usize, n: usize) {
     send_signals(&mut b, &an).await;
     expect_signals(&mut b, &an).await;
     expect_signals(&mut a, &bn).await;
-    let ack = a.request(json!({"type": "hangup", "to": bn}), 3).await;
-    assert_eq!(ack, json!({"type": "ack", "id": 3}));
+    a.acked(json!({"type": "hangup", "to": bn}), 3).await;
     // Nothing but presence may come between the last signal and the hangup: no duplicates.
     assert_eq!(
         b.recv_type("hangup").await,

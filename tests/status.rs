@@ -139,21 +139,11 @@ fn status_shows_stations_calls_rings_and_events() {
         let mut c = register(&server, "주방").await;
         let mut d = register(&server, "hall").await;
         // kitchen and door talk; 주방 rings hall.
-        assert_eq!(
-            a.request(json!({"type": "call", "to": "door"}), 1).await,
-            json!({"type": "ack", "id": 1})
-        );
+        a.acked(json!({"type": "call", "to": "door"}), 1).await;
         b.recv_type("call").await;
-        assert_eq!(
-            b.request(json!({"type": "accept", "to": "kitchen"}), 2)
-                .await,
-            json!({"type": "ack", "id": 2})
-        );
+        b.acked(json!({"type": "accept", "to": "kitchen"}), 2).await;
         a.recv_type("accept").await;
-        assert_eq!(
-            c.request(json!({"type": "call", "to": "hall"}), 3).await,
-            json!({"type": "ack", "id": 3})
-        );
+        c.acked(json!({"type": "call", "to": "hall"}), 3).await;
         d.recv_type("call").await;
         // A refused key.
         let mut e = server.client().await;

@@ -908,6 +908,19 @@ impl Client {
             assert!(is_presence(&m), "{}: unexpected {m}", self.name);
         }
     }
+
+    /// Send `msg` as request `id` and assert the server acknowledges exactly it.
+    pub async fn acked(&mut self, msg: Value, id: u32) {
+        let got = self.request(msg, id).await;
+        assert_eq!(got, json!({"type": "ack", "id": id}), "{}", self.name);
+    }
+
+    /// Send `msg` as request `id` and assert the server refuses it with exactly
+    /// [`error`]`(Some(id), code)`.
+    pub async fn refused(&mut self, msg: Value, id: u32, code: &str) {
+        let got = self.request(msg, id).await;
+        assert_eq!(got, error(Some(id), code), "{}", self.name);
+    }
 }
 
 /// A presence update: one peer's status, or the whole list that replaces dropped ones.
@@ -924,14 +937,12 @@ pub fn run<F: std::future::Future<Output = ()>>(f: F) {
 pub async fn call_pair(server: &Server, a: &str, b: &str) -> (Client, Client) {
     let (mut ca, _) = server.register(a).await;
     let (mut cb, _) = server.register(b).await;
-    let ack = ca.request(json!({"type": "call", "to": b}), 1).await;
-    assert_eq!(ack, json!({"type": "ack", "id": 1}));
+    ca.acked(json!({"type": "call", "to": b}), 1).await;
     assert_eq!(
         cb.recv_type("call").await,
         json!({"type": "call", "from": a})
     );
-    let ack = cb.request(json!({"type": "accept", "to": a}), 2).await;
-    assert_eq!(ack, json!({"type": "ack", "id": 2}));
+    cb.acked(json!({"type": "accept", "to": a}), 2).await;
     assert_eq!(
         ca.recv_type("accept").await,
         json!({"type": "accept", "from": b})
