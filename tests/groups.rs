@@ -60,6 +60,34 @@ fn hangup_group(group: &str, reason: &str) -> Value {
     json!({"type": "hangup", "group": group, "reason": reason})
 }
 
+/// `caller` starts a `ty` ("call" or "page") to `group` as request `id`, and each of
+/// `members` receives exactly that; the reply to the request.
+async fn reach(
+    caller: &mut Client,
+    ty: &str,
+    group: &str,
+    id: u32,
+    members: &mut [&mut Client],
+) -> Value {
+    let reply = caller
+        .request(json!({"type": ty, "group": group}), id)
+        .await;
+    let event = json!({"type": ty, "from": caller.name, "group": group});
+    for m in members {
+        assert_eq!(next_event(m).await, event, "{}", m.name);
+    }
+    reply
+}
+
+/// `door` (in no group) rings `home`, whose members `a` and `b` both have the call.
+async fn door_rings_a_and_b(server: &Server) -> (Client, Client, Client) {
+    let mut door = member(server, "door", &[]).await;
+    let mut a = member(server, "a", &["home"]).await;
+    let mut b = member(server, "b", &["home"]).await;
+    reach(&mut door, "call", "home", 1, &mut [&mut a, &mut b]).await;
+    (door, a, b)
+}
+
 /// The next message that is not presence.
 async fn next_event(c: &mut Client) -> Value {
     loop {
@@ -151,13 +179,7 @@ fn the_first_member_to_answer_gets_the_call_and_the_others_stop_ringing() {
 fn declines_shrink_the_ring_and_the_last_decline_ends_it() {
     let server = start_server(&[]);
     run(async {
-        let mut door = member(&server, "door", &[]).await;
-        let mut a = member(&server, "a", &["home"]).await;
-        let mut b = member(&server, "b", &["home"]).await;
-        door.request(json!({"type": "call", "group": "home"}), 1)
-            .await;
-        next_event(&mut a).await;
-        next_event(&mut b).await;
+        let (mut door, mut a, mut b) = door_rings_a_and_b(&server).await;
         a.acked(json!({"type": "hangup", "to": "door", "reason": "no"}), 2)
             .await;
         assert_eq!(next_event(&mut door).await, ringing("home", &["b"], None));
@@ -183,13 +205,7 @@ fn declines_shrink_the_ring_and_the_last_decline_ends_it() {
 fn the_caller_cancels_and_an_unanswered_ring_times_out() {
     let server = start_server(&["--ring-timeout", "0.5"]);
     run(async {
-        let mut door = member(&server, "door", &[]).await;
-        let mut a = member(&server, "a", &["home"]).await;
-        let mut b = member(&server, "b", &["home"]).await;
-        door.request(json!({"type": "call", "group": "home"}), 1)
-            .await;
-        next_event(&mut a).await;
-        next_event(&mut b).await;
+        let (mut door, mut a, mut b) = door_rings_a_and_b(&server).await;
         door.refused(json!({"type": "hangup", "group": "other"}), 2, "no_call")
             .await;
         door.acked(
@@ -200,10 +216,7 @@ fn the_caller_cancels_and_an_unanswered_ring_times_out() {
         assert_eq!(next_event(&mut a).await, hangup_from("door", "cancel"));
         assert_eq!(next_event(&mut b).await, hangup_from("door", "cancel"));
 
-        door.request(json!({"type": "call", "group": "home"}), 4)
-            .await;
-        next_event(&mut a).await;
-        next_event(&mut b).await;
+        reach(&mut door, "call", "home", 4, &mut [&mut a, &mut b]).await;
         // A decline does not restart the timer.
         a.send(json!({"type": "hangup", "to": "door"})).await;
         assert_eq!(next_event(&mut door).await, ringing("home", &["b"], None));
@@ -221,21 +234,14 @@ fn disconnects_end_rings_and_pages_for_the_others() {
         let mut b = member(&server, "b", &["home"]).await;
         let mut c = member(&server, "c", &["home"]).await;
         // The caller goes: every member hears "disconnected".
-        let door = member(&server, "door", &[]).await;
-        let mut door = door;
-        door.request(json!({"type": "call", "group": "home"}), 1)
-            .await;
-        for m in [&mut a, &mut b, &mut c] {
-            next_event(m).await;
-        }
+        let mut door = member(&server, "door", &[]).await;
+        reach(&mut door, "call", "home", 1, &mut [&mut a, &mut b, &mut c]).await;
         door.close().await;
         for m in [&mut a, &mut b, &mut c] {
             assert_eq!(next_event(m).await, hangup_from("door", "disconnected"));
         }
         // A member goes: the caller hears who still rings; the last one's leaving ends it.
-        a.request(json!({"type": "call", "group": "home"}), 2).await;
-        next_event(&mut b).await;
-        next_event(&mut c).await;
+        reach(&mut a, "call", "home", 2, &mut [&mut b, &mut c]).await;
         b.close().await;
         assert_eq!(next_event(&mut a).await, ringing("home", &["c"], None));
         c.close().await;
@@ -247,16 +253,13 @@ fn disconnects_end_rings_and_pages_for_the_others() {
         // Pages: the pager goes, then a listener goes.
         let mut l1 = member(&server, "l1", &["home"]).await;
         let mut l2 = member(&server, "l2", &["home"]).await;
-        a.request(json!({"type": "page", "group": "home"}), 3).await;
-        next_event(&mut l1).await;
-        next_event(&mut l2).await;
+        reach(&mut a, "page", "home", 3, &mut [&mut l1, &mut l2]).await;
         a.close().await;
         assert_eq!(next_event(&mut l1).await, hangup_from("a", "disconnected"));
         assert_eq!(next_event(&mut l2).await, hangup_from("a", "disconnected"));
         let mut p = member(&server, "p", &[]).await;
-        let r = p.request(json!({"type": "page", "group": "home"}), 4).await;
+        let r = reach(&mut p, "page", "home", 4, &mut [&mut l1]).await;
         assert_eq!(set(&r), ["l1", "l2"]);
-        next_event(&mut l1).await;
         l2.close().await;
         assert_eq!(
             next_event(&mut p).await,
@@ -423,10 +426,7 @@ fn a_page_to_everyone_reaches_idle_page_stations_and_listeners_cannot_talk_to_ea
         assert_eq!(next_event(&mut l2).await, hangup_from("pager", "timeout"));
         assert_eq!(next_event(&mut pager).await, hangup_group("*", "timeout"));
         // The pager ends a page itself.
-        pager
-            .request(json!({"type": "page", "group": "x"}), 8)
-            .await;
-        next_event(&mut l2).await;
+        reach(&mut pager, "page", "x", 8, &mut [&mut l2]).await;
         pager
             .acked(json!({"type": "hangup", "group": "x", "reason": "done"}), 9)
             .await;
