@@ -489,8 +489,7 @@ fn presence_that_does_not_fit_is_resent_whole_and_nobody_is_cut() {
         while !server.log().contains("presence dropped") {
             assert!(id < 40_000, "the watcher's outbox never filled");
             for _ in 0..20 {
-                a.acked(json!({"type": "call", "to": "b"}), id).await;
-                b.recv_type("call").await;
+                ring(&mut a, &mut b, id).await;
                 let ack = a
                     .request(json!({"type": "hangup", "to": "b"}), id + 1)
                     .await;

@@ -124,11 +124,7 @@ fn two_korean_names_register_and_call() {
         assert_eq!(reg["name"], "현관 문");
         assert_eq!(reg["peers"], json!([listed("주방", "online")]));
         assert_eq!(a.recv().await, peer("현관 문", "online"));
-        b.acked(json!({"type": "call", "to": "주방"}), 1).await;
-        assert_eq!(
-            a.recv_type("call").await,
-            json!({"type": "call", "from": "현관 문"})
-        );
+        ring(&mut b, &mut a, 1).await;
         // 32 bytes of mixed Hangul and Latin is a valid name; 33 bytes is not.
         let name = format!("{}ab", "가".repeat(10));
         let (_c, reg) = server.register(&name).await;
@@ -201,11 +197,7 @@ fn call_accept_signal_hangup() {
             "no_call",
         )
         .await;
-        b.acked(json!({"type": "call", "to": "door"}), 9).await;
-        assert_eq!(
-            a.recv_type("call").await,
-            json!({"type": "call", "from": "kitchen"})
-        );
+        ring(&mut b, &mut a, 9).await;
     });
 }
 
@@ -215,8 +207,7 @@ fn cancel_while_ringing_and_reason_limits() {
     run(async {
         let (mut a, _) = server.register("a").await;
         let (mut b, _) = server.register("b").await;
-        a.request(json!({"type": "call", "to": "b"}), 1).await;
-        b.recv_type("call").await;
+        ring(&mut a, &mut b, 1).await;
         // A 32-byte reason is fine, 33 bytes is a bad message (and the call goes on).
         let long = "x".repeat(33);
         let err = a
@@ -554,11 +545,7 @@ fn disconnect_while_ringing_hangs_up_and_frees_the_name() {
         // The caller is idle again and the name is free.
         let (mut b2, _) = server.register("b").await;
         assert_eq!(a.recv().await, peer("b", "online"));
-        a.acked(json!({"type": "call", "to": "b"}), 2).await;
-        assert_eq!(
-            b2.recv_type("call").await,
-            json!({"type": "call", "from": "a"})
-        );
+        ring(&mut a, &mut b2, 2).await;
     });
 }
 
@@ -600,10 +587,8 @@ fn resume_with_token_keeps_the_call_and_nobody_notices() {
         a.recv().await;
         a.recv().await;
         b.recv().await;
-        a.request(json!({"type": "call", "to": "b"}), 1).await;
-        b.recv_type("call").await;
-        b.request(json!({"type": "accept", "to": "a"}), 2).await;
-        a.recv_type("accept").await;
+        ring(&mut a, &mut b, 1).await;
+        answer(&mut b, &mut a, 2).await;
         assert_eq!(c.recv().await, peer("a", "busy"));
         assert_eq!(c.recv().await, peer("b", "busy"));
 
@@ -701,10 +686,8 @@ fn unanswered_ring_times_out_for_both() {
         );
         // An accepted call does not time out, nor does a second ring inherit the first's
         // timer.
-        a.request(json!({"type": "call", "to": "b"}), 2).await;
-        b.recv_type("call").await;
-        b.request(json!({"type": "accept", "to": "a"}), 3).await;
-        a.recv_type("accept").await;
+        ring(&mut a, &mut b, 2).await;
+        answer(&mut b, &mut a, 3).await;
         a.expect_silence(Duration::from_millis(500)).await;
         b.expect_silence(Duration::ZERO).await;
         a.acked(json!({"type": "signal", "to": "b", "data": 0}), 4)

@@ -43,6 +43,7 @@ async fn register(server: &Server, name: &str) -> Client {
         .await;
     let reply = c.recv().await;
     assert_eq!(reply["type"], "registered", "{reply}");
+    c.name = name.to_string();
     c
 }
 
@@ -139,12 +140,9 @@ fn status_shows_stations_calls_rings_and_events() {
         let mut c = register(&server, "주방").await;
         let mut d = register(&server, "hall").await;
         // kitchen and door talk; 주방 rings hall.
-        a.acked(json!({"type": "call", "to": "door"}), 1).await;
-        b.recv_type("call").await;
-        b.acked(json!({"type": "accept", "to": "kitchen"}), 2).await;
-        a.recv_type("accept").await;
-        c.acked(json!({"type": "call", "to": "hall"}), 3).await;
-        d.recv_type("call").await;
+        ring(&mut a, &mut b, 1).await;
+        answer(&mut b, &mut a, 2).await;
+        ring(&mut c, &mut d, 3).await;
         // A refused key.
         let mut e = server.client().await;
         e.send(json!({"type": "register", "name": "x", "key": "guess"}))
@@ -314,11 +312,8 @@ fn metrics_are_prometheus_text_with_the_expected_series() {
         let (mut a, mut b) = {
             let mut a = register(&server, "kitchen").await;
             let mut b = register(&server, "door").await;
-            a.request(json!({"type": "call", "to": "door"}), 1).await;
-            b.recv_type("call").await;
-            b.request(json!({"type": "accept", "to": "kitchen"}), 2)
-                .await;
-            a.recv_type("accept").await;
+            ring(&mut a, &mut b, 1).await;
+            answer(&mut b, &mut a, 2).await;
             (a, b)
         };
         for i in 0..3 {

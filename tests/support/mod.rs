@@ -933,19 +933,35 @@ pub fn run<F: std::future::Future<Output = ()>>(f: F) {
     smol::block_on(f)
 }
 
+/// `caller` calls `callee` as request `id`, which is acknowledged, and `callee` receives
+/// exactly that call (presence noise skipped).
+pub async fn ring(caller: &mut Client, callee: &mut Client, id: u32) {
+    caller
+        .acked(json!({"type": "call", "to": callee.name}), id)
+        .await;
+    assert_eq!(
+        callee.recv_type("call").await,
+        json!({"type": "call", "from": caller.name})
+    );
+}
+
+/// `callee` accepts `caller`'s call as request `id`, which is acknowledged, and `caller`
+/// receives exactly that accept (presence noise skipped).
+pub async fn answer(callee: &mut Client, caller: &mut Client, id: u32) {
+    callee
+        .acked(json!({"type": "accept", "to": caller.name}), id)
+        .await;
+    assert_eq!(
+        caller.recv_type("accept").await,
+        json!({"type": "accept", "from": callee.name})
+    );
+}
+
 /// Register `a` and `b` and put them in an accepted call (presence noise drained).
 pub async fn call_pair(server: &Server, a: &str, b: &str) -> (Client, Client) {
     let (mut ca, _) = server.register(a).await;
     let (mut cb, _) = server.register(b).await;
-    ca.acked(json!({"type": "call", "to": b}), 1).await;
-    assert_eq!(
-        cb.recv_type("call").await,
-        json!({"type": "call", "from": a})
-    );
-    cb.acked(json!({"type": "accept", "to": a}), 2).await;
-    assert_eq!(
-        ca.recv_type("accept").await,
-        json!({"type": "accept", "from": b})
-    );
+    ring(&mut ca, &mut cb, 1).await;
+    answer(&mut cb, &mut ca, 2).await;
     (ca, cb)
 }
