@@ -936,24 +936,24 @@ pub fn run<F: std::future::Future<Output = ()>>(f: F) {
 /// `caller` calls `callee` as request `id`, which is acknowledged, and `callee` receives
 /// exactly that call (presence noise skipped).
 pub async fn ring(caller: &mut Client, callee: &mut Client, id: u32) {
-    caller
-        .acked(json!({"type": "call", "to": callee.name}), id)
-        .await;
-    assert_eq!(
-        callee.recv_type("call").await,
-        json!({"type": "call", "from": caller.name})
-    );
+    acked_and_delivered(caller, callee, "call", id).await;
 }
 
 /// `callee` accepts `caller`'s call as request `id`, which is acknowledged, and `caller`
 /// receives exactly that accept (presence noise skipped).
 pub async fn answer(callee: &mut Client, caller: &mut Client, id: u32) {
-    callee
-        .acked(json!({"type": "accept", "to": caller.name}), id)
-        .await;
+    acked_and_delivered(callee, caller, "accept", id).await;
+}
+
+/// `from` sends a `ty` message to `to` as request `id`, which is acknowledged, and `to`
+/// receives exactly `{"type": ty, "from": ...}`.
+async fn acked_and_delivered(from: &mut Client, to: &mut Client, ty: &str, id: u32) {
+    from.acked(json!({"type": ty, "to": to.name}), id).await;
     assert_eq!(
-        caller.recv_type("accept").await,
-        json!({"type": "accept", "from": callee.name})
+        to.recv_type(ty).await,
+        json!({"type": ty, "from": from.name}),
+        "{}",
+        to.name
     );
 }
 
