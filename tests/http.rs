@@ -54,12 +54,7 @@ fn embedded_index_and_headers() {
     let server = start_server(&[]);
     let port = server.addr.port();
     run(async {
-        let (status, head, body) = server.get("/").await;
-        assert_eq!(status, 200, "{head}");
-        assert_eq!(
-            header(&head, "content-type"),
-            Some("text/html; charset=utf-8")
-        );
+        let (head, body) = server.get_ok("/", "text/html; charset=utf-8").await;
         assert_eq!(header(&head, "cache-control"), Some("no-cache"));
         assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
         let csp = header(&head, "content-security-policy").expect("CSP");
@@ -163,9 +158,7 @@ fn www_dir_content_types() {
                 "console.log(1)",
             ),
         ] {
-            let (status, head, got) = server.get(path).await;
-            assert_eq!(status, 200, "{path}: {head}");
-            assert_eq!(header(&head, "content-type"), Some(ty), "{path}");
+            let (head, got) = server.get_ok(path, ty).await;
             assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
             assert_eq!(header(&head, "cache-control"), Some("no-cache"), "{path}");
             assert!(header(&head, "content-security-policy").is_some(), "{path}");
@@ -231,9 +224,7 @@ fn path_traversal_never_leaves_the_web_root() {
 fn healthz_reports_peers_and_connections() {
     let server = start_server(&[]);
     run(async {
-        let (status, head, body) = server.get("/healthz").await;
-        assert_eq!(status, 200);
-        assert_eq!(header(&head, "content-type"), Some("application/json"));
+        let (head, body) = server.get_ok("/healthz", "application/json").await;
         assert_eq!(header(&head, "cache-control"), Some("no-store"));
         let h: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(h["uptime_s"].is_u64(), "{h}");
@@ -258,12 +249,7 @@ fn healthz_reports_peers_and_connections() {
 fn ca_certificate_download() {
     let server = start_server(&[]);
     run(async {
-        let (status, head, body) = server.get("/ca.crt").await;
-        assert_eq!(status, 200);
-        assert_eq!(
-            header(&head, "content-type"),
-            Some("application/x-x509-ca-cert")
-        );
+        let (head, body) = server.get_ok("/ca.crt", "application/x-x509-ca-cert").await;
         assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
         let on_disk = std::fs::read(server.state_dir().join("ca.crt")).unwrap();
         assert!(body.starts_with(b"-----BEGIN CERTIFICATE-----"));
@@ -548,12 +534,9 @@ fn plain_http_port_serves_ca_and_guide_and_redirects() {
         );
         assert!(!page.contains("{https}"), "{page}");
         assert_eq!(server.get("/guide.html").await.0, 404);
-        let (status, head, _) = server.get("/intercom.mobileconfig").await;
-        assert_eq!(status, 200);
-        assert_eq!(
-            header(&head, "content-type"),
-            Some("application/x-apple-aspen-config")
-        );
+        server
+            .get_ok("/intercom.mobileconfig", "application/x-apple-aspen-config")
+            .await;
     });
 }
 

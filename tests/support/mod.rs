@@ -523,6 +523,14 @@ impl Server {
         .await
     }
 
+    /// GET `path` and assert a 200 with this `Content-Type`; (head, body).
+    pub async fn get_ok(&self, path: &str, content_type: &str) -> (String, Vec<u8>) {
+        let (status, head, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {head}");
+        assert_eq!(header(&head, "content-type"), Some(content_type), "{path}");
+        (head, body)
+    }
+
     /// `/healthz` as JSON.
     pub async fn health(&self) -> Value {
         let (status, _, body) = self.get("/healthz").await;
