@@ -234,14 +234,11 @@ fn healthz_reports_peers_and_connections() {
                    "uptime_s": h["uptime_s"], "version": env!("CARGO_PKG_VERSION"),
                    "http_port": null, "turn_allocations": 0})
         );
-        let (_a, _) = server.register("a").await;
-        let (b, _) = server.register("b").await;
+        let [_a, b] = server.stations(["a", "b"]).await;
         let _unregistered = server.client().await;
-        let h = server.wait_health(|h| h["connections"] == 3).await;
-        assert_eq!(h["peers"], 2);
+        server.wait_connections(3, 2).await;
         b.close().await;
-        let h = server.wait_health(|h| h["connections"] == 2).await;
-        assert_eq!(h["peers"], 1);
+        server.wait_connections(2, 1).await;
     });
 }
 

@@ -46,8 +46,7 @@ async fn until_closed<S: futures_lite::AsyncRead + Unpin>(io: &mut S, since: Ins
 fn message_size_limit() {
     let server = start_server(&[]);
     run(async {
-        let (mut watcher, _) = server.register("watcher").await;
-        let (mut a, _) = server.register("a").await;
+        let [mut watcher, mut a] = server.stations(["watcher", "a"]).await;
         watcher.recv().await;
         // Exactly 65,536 bytes is allowed, text or binary.
         a.send_text(&padded_call(1, 65_536)).await;
@@ -335,8 +334,7 @@ fn socket_cap_refuses_extra_sockets_before_tls() {
     // max-peers 2: 18 sockets in all.
     let server = start_server(&["--max-peers", "2"]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
+        let [mut a, mut b] = server.stations(["a", "b"]).await;
         a.recv().await;
         let mut idle = Vec::new();
         for _ in 0..16 {
@@ -480,9 +478,7 @@ fn own_replies_never_cut_a_peer() {
 fn presence_that_does_not_fit_is_resent_whole_and_nobody_is_cut() {
     let server = start_server(&["--outbox", "8", "--rate", "100000", "--burst", "100000"]);
     run(async {
-        let (mut watcher, _) = server.register("watcher").await;
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
+        let [mut watcher, mut a, mut b] = server.stations(["watcher", "a", "b"]).await;
         // The watcher stops reading; a and b call and hang up until the presence updates
         // (4 a round) have filled its socket buffers and half its outbox.
         let mut id = 0;

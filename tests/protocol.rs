@@ -140,8 +140,7 @@ fn two_korean_names_register_and_call() {
 fn call_accept_signal_hangup() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("door").await;
-        let (mut b, _) = server.register("kitchen").await;
+        let [mut a, mut b] = server.stations(["door", "kitchen"]).await;
         a.recv().await;
         // A client-sent `from` is ignored: the server stamps the sender.
         a.send(json!({"type": "call", "to": "kitchen", "from": "evil"}))
@@ -205,8 +204,7 @@ fn call_accept_signal_hangup() {
 fn cancel_while_ringing_and_reason_limits() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
+        let [mut a, mut b] = server.stations(["a", "b"]).await;
         ring(&mut a, &mut b, 1).await;
         // A 32-byte reason is fine, 33 bytes is a bad message (and the call goes on).
         let long = "x".repeat(33);
@@ -236,9 +234,7 @@ fn cancel_while_ringing_and_reason_limits() {
 fn call_errors() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
-        let (mut c, _) = server.register("c").await;
+        let [mut a, mut b, mut c] = server.stations(["a", "b", "c"]).await;
         let call = |to: &str| json!({"type": "call", "to": to});
         a.refused(call("nobody"), 1, "peer_not_found").await;
         let long = "n".repeat(40);
@@ -293,8 +289,7 @@ fn call_errors() {
 fn ids_are_echoed_and_successes_without_id_are_silent() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
+        let [mut a, mut b] = server.stations(["a", "b"]).await;
         a.recv().await;
         // No id: no ack. The next message `a` sees is the answer to the next request.
         a.send(json!({"type": "call", "to": "b"})).await;
@@ -322,8 +317,7 @@ fn ids_are_echoed_and_successes_without_id_are_silent() {
 fn bad_messages_are_answered_and_the_connection_stays_open() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (_b, _) = server.register("b").await;
+        let [mut a, _b] = server.stations(["a", "b"]).await;
         a.recv().await;
         use async_tungstenite::tungstenite::Message;
         let cases: &[(&str, Option<u32>)] = &[
@@ -526,9 +520,7 @@ fn access_key() {
 fn disconnect_while_ringing_hangs_up_and_frees_the_name() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (b, _) = server.register("b").await;
-        let (mut c, _) = server.register("c").await;
+        let [mut a, b, mut c] = server.stations(["a", "b", "c"]).await;
         a.request(json!({"type": "call", "to": "b"}), 1).await;
         assert_eq!(
             sorted(vec![c.recv().await, c.recv().await]),
@@ -571,8 +563,7 @@ fn disconnect_in_a_call_hangs_up_the_partner() {
         )
         .await;
         b.acked(json!({"type": "call", "to": "c"}), 4).await;
-        let h = server.wait_health(|h| h["connections"] == 2).await;
-        assert_eq!(h["peers"], 2);
+        server.wait_connections(2, 2).await;
     });
 }
 
@@ -582,8 +573,7 @@ fn resume_with_token_keeps_the_call_and_nobody_notices() {
     run(async {
         let (mut a, reg_a) = server.register("a").await;
         let token = reg_a["token"].as_str().unwrap().to_string();
-        let (mut b, _) = server.register("b").await;
-        let (mut c, _) = server.register("c").await;
+        let [mut b, mut c] = server.stations(["b", "c"]).await;
         a.recv().await;
         a.recv().await;
         b.recv().await;
@@ -656,9 +646,7 @@ fn resume_with_token_keeps_the_call_and_nobody_notices() {
 fn unanswered_ring_times_out_for_both() {
     let server = start_server(&["--ring-timeout", "0.3"]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
-        let (mut c, _) = server.register("c").await;
+        let [mut a, mut b, mut c] = server.stations(["a", "b", "c"]).await;
         a.request(json!({"type": "call", "to": "b"}), 1).await;
         let started = std::time::Instant::now();
         b.recv_type("call").await;

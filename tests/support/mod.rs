@@ -531,6 +531,23 @@ impl Server {
         (head, body)
     }
 
+    /// Register each of `names` in turn, as [`Server::register`] does; their clients.
+    /// The arrival of each is announced to those before it, left unread.
+    pub async fn stations<const N: usize>(&self, names: [&str; N]) -> [Client; N] {
+        let mut clients = Vec::with_capacity(N);
+        for name in names {
+            clients.push(self.register(name).await.0);
+        }
+        clients.try_into().unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Wait until `/healthz` counts `connections` connections, then assert that `peers`
+    /// of them are registered.
+    pub async fn wait_connections(&self, connections: u64, peers: u64) {
+        let h = self.wait_health(|h| h["connections"] == connections).await;
+        assert_eq!(h["peers"], peers, "{h}");
+    }
+
     /// `/healthz` as JSON.
     pub async fn health(&self) -> Value {
         let (status, _, body) = self.get("/healthz").await;
