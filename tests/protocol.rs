@@ -246,8 +246,7 @@ fn call_errors() {
             a.refused(msg, i, "no_call").await;
         }
 
-        a.acked(call("b"), 10).await;
-        b.recv_type("call").await;
+        ring(&mut a, &mut b, 10).await;
         // Caller busy, callee busy, and a third party calling either.
         a.refused(call("c"), 11, "busy").await;
         b.refused(call("c"), 12, "busy").await;
@@ -268,8 +267,7 @@ fn call_errors() {
         a.refused(hangup("c"), 21, "no_call").await;
         c.refused(hangup("a"), 22, "no_call").await;
 
-        b.acked(accept("a"), 23).await;
-        a.recv_type("accept").await;
+        answer(&mut b, &mut a, 23).await;
         // In a call: an outsider can neither signal nor hang up, nor ring either side.
         c.refused(signal("a"), 24, "no_call").await;
         c.refused(hangup("b"), 25, "no_call").await;
