@@ -5,7 +5,6 @@
 mod support;
 
 use serde_json::json;
-use std::io::{Read, Write};
 use std::path::Path;
 use support::*;
 
@@ -445,33 +444,12 @@ fn origin_check_on_upgrade() {
     });
 }
 
-/// One request on the plain-HTTP port; (status, head, body).
-fn plain(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(patience())).unwrap();
-    tcp.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = tcp.read_to_end(&mut raw);
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, raw[split..].to_vec())
-}
-
 #[test]
 fn plain_http_port_serves_ca_and_guide_and_redirects() {
     let server = start_server(&["--http-listen", "127.0.0.1:0"]);
     let addr = server.plain_addr();
     let tls_port = server.addr.port();
-    let get = |target: &str| {
-        plain(
-            addr,
-            &format!(
-                "GET {target} HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
-                addr.port()
-            ),
-        )
-    };
+    let get = |target: &str| plain_get(addr, target, "");
     let (status, head, body) = get("/ca.crt");
     assert_eq!(status, 200);
     assert_eq!(
@@ -512,7 +490,7 @@ fn plain_http_port_serves_ca_and_guide_and_redirects() {
         );
     }
     // Only GET and HEAD.
-    let (status, _, _) = plain(
+    let (status, _, _) = plain_http(
         addr,
         "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
     );

@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use support::*;
 
@@ -451,16 +451,9 @@ fn qr_codes_decode_to_the_addresses_they_stand_for() {
     });
     // The set-up page's code opens the set-up page.
     let plain = server.plain_addr();
-    let mut tcp = std::net::TcpStream::connect(plain).unwrap();
-    tcp.set_read_timeout(Some(patience())).unwrap();
-    write!(
-        tcp,
-        "GET / HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
-        plain.port()
-    )
-    .unwrap();
-    let mut page = String::new();
-    let _ = tcp.read_to_string(&mut page);
+    let (status, _, body) = plain_get(plain, "/", "");
+    assert_eq!(status, 200);
+    let page = String::from_utf8(body).unwrap();
     let start = page.find("<svg").unwrap();
     let end = page[start..].find("</svg>").unwrap() + start + 6;
     assert_eq!(
@@ -486,22 +479,20 @@ fn the_set_up_page_speaks_the_browsers_language_and_loads_only_its_own_files() {
     let server = start();
     let plain = server.plain_addr();
     let get = |target: &str, lang: &str| {
-        let mut tcp = std::net::TcpStream::connect(plain).unwrap();
-        tcp.set_read_timeout(Some(patience())).unwrap();
-        write!(
-            tcp,
-            "GET {target} HTTP/1.1\r\nHost: localhost:{}\r\nAccept-Language: {lang}\r\n\r\n",
-            plain.port()
-        )
-        .unwrap();
-        let mut raw = String::new();
-        let _ = tcp.read_to_string(&mut raw);
-        raw
+        plain_get(plain, target, &format!("Accept-Language: {lang}\r\n"))
     };
-    let ko = get("/", "ko-KR,ko;q=0.9,en;q=0.5");
-    assert!(ko.contains("<html lang=\"ko\">"));
-    let en = get("/", "en-GB,ko;q=0.5");
-    assert!(en.contains("<html lang=\"en\">"));
+    let (_, _, ko) = get("/", "ko-KR,ko;q=0.9,en;q=0.5");
+    assert!(
+        String::from_utf8(ko)
+            .unwrap()
+            .contains("<html lang=\"ko\">")
+    );
+    let (_, en, body) = get("/", "en-GB,ko;q=0.5");
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("<html lang=\"en\">")
+    );
     let https = format!("https://localhost:{}", server.addr.port());
     let wss = format!("wss://localhost:{}", server.addr.port());
     assert_eq!(
@@ -516,7 +507,7 @@ fn the_set_up_page_speaks_the_browsers_language_and_loads_only_its_own_files() {
     );
     // Its script and styles come from the plain port too; the web client does not.
     for file in ["/setup.js", "/setup.css"] {
-        assert!(get(file, "en").starts_with("HTTP/1.1 200"), "{file}");
+        assert!(get(file, "en").1.starts_with("HTTP/1.1 200"), "{file}");
     }
-    assert!(get("/status.js", "en").starts_with("HTTP/1.1 301"));
+    assert!(get("/status.js", "en").1.starts_with("HTTP/1.1 301"));
 }

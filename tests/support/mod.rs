@@ -710,6 +710,30 @@ impl Drop for Server {
     }
 }
 
+/// One request on a plain-HTTP port (`--http-listen`), read until the server closes;
+/// (status, head, body).
+pub fn plain_http(addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(patience())).unwrap();
+    std::io::Write::write_all(&mut tcp, request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut tcp, &mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, raw[split..].to_vec())
+}
+
+/// GET `target` on a plain-HTTP port with `Host: localhost:<port>` and these extra header
+/// lines (each ending in CRLF); (status, head, body).
+pub fn plain_get(addr: SocketAddr, target: &str, headers: &str) -> (u16, String, Vec<u8>) {
+    let port = addr.port();
+    plain_http(
+        addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: localhost:{port}\r\n{headers}\r\n"),
+    )
+}
+
 /// Read a response head (up to the blank line) from `io`; (status, head).
 pub async fn read_head<S: futures_lite::AsyncRead + Unpin>(io: &mut S) -> (u16, String) {
     let mut raw = Vec::new();
