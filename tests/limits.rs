@@ -42,6 +42,26 @@ async fn until_closed<S: futures_lite::AsyncRead + Unpin>(io: &mut S, since: Ins
     since.elapsed()
 }
 
+/// Read `c` to its end: the server answered an oversized message with `too_large` and
+/// closed with 1009.
+async fn closed_too_large(c: &mut Client) {
+    let (closed, seen) = c.closed().await;
+    assert_eq!(seen, vec![error(None, "too_large")]);
+    assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+}
+
+/// The registered `c` sends `msg`, over the size limit: the server takes all of it (the
+/// write completes), answers as [`closed_too_large`], the connection ends cleanly, and
+/// `watcher` sees `c` go offline.
+async fn oversized_ends_cleanly(c: &mut Client, msg: Message, watcher: &mut Client) {
+    c.send_raw(msg)
+        .await
+        .expect("the whole oversized message is taken");
+    closed_too_large(c).await;
+    assert!(c.ws.next().await.is_none(), "a clean end, not a reset");
+    assert_eq!(watcher.recv().await, peer(&c.name, "offline"));
+}
+
 #[test]
 fn message_size_limit() {
     let server = start_server(&[]);
@@ -58,25 +78,11 @@ fn message_size_limit() {
         // One byte more: too_large, then close 1009, and the peer is gone. The server
         // buffers none of it, but reads and drops the rest, so the client's write completes
         // and the connection ends cleanly (closing over unread bytes would reset it).
-        a.send_raw(Message::text(padded_call(2, 65_537)))
-            .await
-            .expect("the whole oversized message is taken");
-        let (closed, seen) = a.closed().await;
-        assert_eq!(seen, vec![error(None, "too_large")]);
-        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
-        assert!(a.ws.next().await.is_none(), "a clean end, not a reset");
-        assert_eq!(watcher.recv().await, peer("a", "offline"));
+        oversized_ends_cleanly(&mut a, Message::text(padded_call(2, 65_537)), &mut watcher).await;
 
         let (mut b, _) = server.register("b").await;
         watcher.recv().await;
-        b.send_raw(Message::binary(vec![0; 300_000]))
-            .await
-            .expect("the whole oversized message is taken");
-        let (closed, seen) = b.closed().await;
-        assert_eq!(seen, vec![error(None, "too_large")]);
-        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
-        assert!(b.ws.next().await.is_none(), "a clean end, not a reset");
-        assert_eq!(watcher.recv().await, peer("b", "offline"));
+        oversized_ends_cleanly(&mut b, Message::binary(vec![0; 300_000]), &mut watcher).await;
     });
     // The flag moves the limit; unregistered connections are held to it too.
     let server = start_server(&["--max-message", "1000"]);
@@ -85,9 +91,7 @@ fn message_size_limit() {
         c.send_text(&padded_call(3, 1000)).await;
         assert_eq!(c.recv().await, error(Some(3), "not_registered"));
         let _ = c.send_raw(Message::text(padded_call(4, 1001))).await;
-        let (closed, seen) = c.closed().await;
-        assert_eq!(seen, vec![error(None, "too_large")]);
-        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+        closed_too_large(&mut c).await;
     });
 }
 
