@@ -36,6 +36,15 @@ async fn status(server: &Server) -> Value {
     serde_json::from_slice(&body).expect("status JSON")
 }
 
+/// The string `field` of every item of the array `list`, in order.
+fn strings<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[field].as_str().unwrap())
+        .collect()
+}
+
 /// Register `name` with the access key.
 async fn register(server: &Server, name: &str) -> Client {
     let mut c = server.client().await;
@@ -150,12 +159,7 @@ fn status_shows_stations_calls_rings_and_events() {
         assert_eq!(e.recv().await["code"], "unauthorized");
 
         let s = status(&server).await;
-        let names: Vec<&str> = s["stations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
+        let names = strings(&s["stations"], "name");
         assert_eq!(names, ["door", "hall", "kitchen", "주방"]);
         for st in s["stations"].as_array().unwrap() {
             assert_eq!(st["address"], "127.0.0.1", "{st}");
@@ -188,12 +192,7 @@ fn status_shows_stations_calls_rings_and_events() {
         assert_eq!(s["counters"]["calls_missed"], 1);
         assert_eq!(s["hours"][23], json!([2, 1]));
         assert_eq!(s["calls"].as_array().unwrap().len(), 1);
-        let events: Vec<&str> = s["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["text"].as_str().unwrap())
-            .collect();
+        let events = strings(&s["events"], "text");
         for want in [
             "kitchen registered (1 online)",
             "kitchen -> call door",
