@@ -50,8 +50,7 @@ fn main() {
     let pinned = support::pin_self();
     let bin = support::binary();
     let server = Launch::new()
-        .log_level(None)
-        .pinned(pinned.then_some(0))
+        .bench(pinned)
         .args([
             "--rate",
             "1000000",

@@ -52,10 +52,7 @@ fn main() {
     unsafe { std::env::set_var("SSL_CERT_FILE", "/dev/null") };
     let pinned = support::pin_self();
     let bin = support::binary();
-    let server = Launch::new()
-        .log_level(None)
-        .pinned(pinned.then_some(0))
-        .spawn();
+    let server = Launch::new().bench(pinned).spawn();
     eprintln!(
         "flood: {} ({} signals a phase, server {})",
         bin.display(),

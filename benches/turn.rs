@@ -21,31 +21,15 @@ mod support;
 
 use serde_json::Value;
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Launch, patience};
+use support::{Kill, Launch, free_udp_port, patience, turn_echo_peer, turn_entry, uclient_figure};
 
 const STATIONS: usize = 8;
 const PER_STATION: &str = "4";
 const LENGTH: &str = "200";
 const INTERVAL_MS: &str = "2";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn proc_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -67,16 +51,9 @@ fn status(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The figure after `label` in uclient's output, 0 where there is none.
 fn figure(out: &str, label: &str) -> u64 {
-    out.rfind(label)
-        .and_then(|at| {
-            out[at + label.len()..]
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|s| !s.is_empty())?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    uclient_figure(out, label).unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -189,62 +166,56 @@ fn main() {
     // thread, not the relay, decides who keeps up.
     let pinned = support::pin_self();
     let messages = if quick { "500" } else { "3000" };
-    let peer_port = free_port();
-    let _peer = Kill(
-        Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnutils_peer (Debian package coturn)"),
-    );
+    let peer_port = free_udp_port();
+    let _peer = turn_echo_peer(peer_port);
+    let ours = intercomd_run(pinned, peer_port, messages);
+    let theirs = coturn_run(pinned, peer_port, messages);
+    report(messages, &ours, &theirs);
+}
 
-    // intercomd: stations register as tablets do; their WebSockets stay open.
+/// intercomd under the load: stations register as tablets do and their WebSockets stay
+/// open while it runs.
+fn intercomd_run(pinned: bool, peer_port: u16, messages: &str) -> Run {
     let server = Launch::new()
-        .log_level(None)
-        .pinned(pinned.then_some(0))
-        .args([
-            "--turn",
-            "on",
-            "--turn-listen",
-            "127.0.0.1:0",
-            "--turn-ports",
-            "52100-52199",
-        ])
+        .bench(pinned)
+        .turn_relay("52100-52199")
         .spawn();
-    let (ours, clients) = smol::block_on(async {
+    smol::block_on(async {
         let mut creds = Vec::new();
         let mut clients = Vec::new();
         let mut port = 0;
         for i in 0..STATIONS {
             let (c, reg) = server.register(&format!("bench{i}")).await;
-            let e = &reg["iceServers"][0];
-            let url = e["urls"][0].as_str().unwrap();
-            port = url
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .split('?')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            creds.push((
-                e["username"].as_str().unwrap().to_string(),
-                e["credential"].as_str().unwrap().to_string(),
-            ));
+            let (p, user, pass) = turn_entry(&reg);
+            port = p;
+            creds.push((user, pass));
             clients.push(c);
         }
         eprintln!("turn: intercomd on 127.0.0.1:{port}, turnutils_peer on {peer_port}");
-        let run = load(server.pid(), port, peer_port, &creds, messages);
-        (run, clients)
-    });
-    drop(clients);
+        load(server.pid(), port, peer_port, &creds, messages)
+    })
+}
 
-    // coturn, the same secret form and realm.
+/// coturn under the same load, with the same secret form and realm.
+fn coturn_run(pinned: bool, peer_port: u16, messages: &str) -> Run {
     let secret = "benchsecret";
-    let coturn_port = free_port();
+    let port = free_udp_port();
     let db = tempfile::tempdir().unwrap();
+    let coturn = coturn(pinned, port, secret, db.path());
+    std::thread::sleep(Duration::from_millis(500));
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let creds: Vec<_> = (0..STATIONS)
+        .map(|i| intercomd::turn::credentials(secret.as_bytes(), &format!("bench{i}"), unix))
+        .collect();
+    load(coturn.0.id(), port, peer_port, &creds, messages)
+}
+
+/// `turnserver` on 127.0.0.1:`port` with TURN REST credentials from `secret`, its
+/// database and pid file in `db`; on CPU 0 when `pinned`.
+fn coturn(pinned: bool, port: u16, secret: &str, db: &Path) -> Kill {
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");
         c.args(["-c", "0", "turnserver"]);
@@ -252,7 +223,7 @@ fn main() {
     } else {
         Command::new("turnserver")
     };
-    let coturn = Kill(
+    Kill(
         cmd.args([
             "-n",
             "--listening-ip",
@@ -260,7 +231,7 @@ fn main() {
             "--relay-ip",
             "127.0.0.1",
         ])
-        .args(["--listening-port", &coturn_port.to_string()])
+        .args(["--listening-port", &port.to_string()])
         .args(["--min-port", "52200", "--max-port", "52299"])
         .args([
             "--use-auth-secret",
@@ -277,24 +248,18 @@ fn main() {
         ])
         .args(["--no-stdout-log", "--log-file", "/dev/null"])
         .arg("--userdb")
-        .arg(db.path().join("turndb"))
+        .arg(db.join("turndb"))
         .arg("--pidfile")
-        .arg(db.path().join("pid"))
+        .arg(db.join("pid"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("turnserver (Debian package coturn)"),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let creds: Vec<_> = (0..STATIONS)
-        .map(|i| intercomd::turn::credentials(secret.as_bytes(), &format!("bench{i}"), unix))
-        .collect();
-    let theirs = load(coturn.0.id(), coturn_port, peer_port, &creds, messages);
+    )
+}
 
+/// The table of both runs and one JSON line.
+fn report(messages: &str, ours: &Run, theirs: &Run) {
     println!(
         "turn: {STATIONS} × {PER_STATION} allocations, {messages} messages of {LENGTH} B every \
          {INTERVAL_MS} ms each, echoed by turnutils_peer"
@@ -311,8 +276,8 @@ fn main() {
         "threads",
         "lost"
     );
-    let a = print("intercomd", &ours);
-    let b = print("coturn", &theirs);
+    let a = print("intercomd", ours);
+    let b = print("coturn", theirs);
     println!(
         "{}",
         serde_json::json!({"bench": "turn", "messages": messages, "results": [a, b]})

@@ -60,6 +60,34 @@ fn hangup_group(group: &str, reason: &str) -> Value {
     json!({"type": "hangup", "group": group, "reason": reason})
 }
 
+/// `caller` starts a `ty` ("call" or "page") to `group` as request `id`, and each of
+/// `members` receives exactly that; the reply to the request.
+async fn reach(
+    caller: &mut Client,
+    ty: &str,
+    group: &str,
+    id: u32,
+    members: &mut [&mut Client],
+) -> Value {
+    let reply = caller
+        .request(json!({"type": ty, "group": group}), id)
+        .await;
+    let event = json!({"type": ty, "from": caller.name, "group": group});
+    for m in members {
+        assert_eq!(next_event(m).await, event, "{}", m.name);
+    }
+    reply
+}
+
+/// `door` (in no group) rings `home`, whose members `a` and `b` both have the call.
+async fn door_rings_a_and_b(server: &Server) -> (Client, Client, Client) {
+    let mut door = member(server, "door", &[]).await;
+    let mut a = member(server, "a", &["home"]).await;
+    let mut b = member(server, "b", &["home"]).await;
+    reach(&mut door, "call", "home", 1, &mut [&mut a, &mut b]).await;
+    (door, a, b)
+}
+
 /// The next message that is not presence.
 async fn next_event(c: &mut Client) -> Value {
     loop {
@@ -121,8 +149,7 @@ fn the_first_member_to_answer_gets_the_call_and_the_others_stop_ringing() {
         );
         only_presence(&mut out).await;
 
-        let ack = b.request(json!({"type": "accept", "to": "door"}), 2).await;
-        assert_eq!(ack, json!({"type": "ack", "id": 2}));
+        b.acked(json!({"type": "accept", "to": "door"}), 2).await;
         assert_eq!(
             next_event(&mut door).await,
             json!({"type": "accept", "from": "b", "group": "home"})
@@ -138,14 +165,11 @@ fn the_first_member_to_answer_gets_the_call_and_the_others_stop_ringing() {
             next_event(&mut door).await,
             json!({"type": "signal", "from": "b", "data": {"sdp": "x"}})
         );
-        let e = door.request(sig("a"), 3).await;
-        assert_eq!(e, error(Some(3), "no_call"));
-        let e = door
-            .request(json!({"type": "hangup", "group": "home"}), 4)
+        door.refused(sig("a"), 3, "no_call").await;
+        door.refused(json!({"type": "hangup", "group": "home"}), 4, "no_call")
             .await;
-        assert_eq!(e, error(Some(4), "no_call"));
-        let e = a.request(json!({"type": "accept", "to": "door"}), 5).await;
-        assert_eq!(e, error(Some(5), "no_call"));
+        a.refused(json!({"type": "accept", "to": "door"}), 5, "no_call")
+            .await;
         door.send(json!({"type": "hangup", "to": "b"})).await;
         assert_eq!(next_event(&mut b).await, hangup_from("door", "ended"));
     });
@@ -155,21 +179,13 @@ fn the_first_member_to_answer_gets_the_call_and_the_others_stop_ringing() {
 fn declines_shrink_the_ring_and_the_last_decline_ends_it() {
     let server = start_server(&[]);
     run(async {
-        let mut door = member(&server, "door", &[]).await;
-        let mut a = member(&server, "a", &["home"]).await;
-        let mut b = member(&server, "b", &["home"]).await;
-        door.request(json!({"type": "call", "group": "home"}), 1)
+        let (mut door, mut a, mut b) = door_rings_a_and_b(&server).await;
+        a.acked(json!({"type": "hangup", "to": "door", "reason": "no"}), 2)
             .await;
-        next_event(&mut a).await;
-        next_event(&mut b).await;
-        let ack = a
-            .request(json!({"type": "hangup", "to": "door", "reason": "no"}), 2)
-            .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 2}));
         assert_eq!(next_event(&mut door).await, ringing("home", &["b"], None));
         // The caller cannot end a group ring with `to`.
-        let e = door.request(json!({"type": "hangup", "to": "b"}), 3).await;
-        assert_eq!(e, error(Some(3), "no_call"));
+        door.refused(json!({"type": "hangup", "to": "b"}), 3, "no_call")
+            .await;
         b.send(json!({"type": "hangup", "to": "door", "reason": "away"}))
             .await;
         assert_eq!(next_event(&mut door).await, hangup_group("home", "away"));
@@ -189,31 +205,18 @@ fn declines_shrink_the_ring_and_the_last_decline_ends_it() {
 fn the_caller_cancels_and_an_unanswered_ring_times_out() {
     let server = start_server(&["--ring-timeout", "0.5"]);
     run(async {
-        let mut door = member(&server, "door", &[]).await;
-        let mut a = member(&server, "a", &["home"]).await;
-        let mut b = member(&server, "b", &["home"]).await;
-        door.request(json!({"type": "call", "group": "home"}), 1)
+        let (mut door, mut a, mut b) = door_rings_a_and_b(&server).await;
+        door.refused(json!({"type": "hangup", "group": "other"}), 2, "no_call")
             .await;
-        next_event(&mut a).await;
-        next_event(&mut b).await;
-        let e = door
-            .request(json!({"type": "hangup", "group": "other"}), 2)
-            .await;
-        assert_eq!(e, error(Some(2), "no_call"));
-        let ack = door
-            .request(
-                json!({"type": "hangup", "group": "home", "reason": "cancel"}),
-                3,
-            )
-            .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 3}));
+        door.acked(
+            json!({"type": "hangup", "group": "home", "reason": "cancel"}),
+            3,
+        )
+        .await;
         assert_eq!(next_event(&mut a).await, hangup_from("door", "cancel"));
         assert_eq!(next_event(&mut b).await, hangup_from("door", "cancel"));
 
-        door.request(json!({"type": "call", "group": "home"}), 4)
-            .await;
-        next_event(&mut a).await;
-        next_event(&mut b).await;
+        reach(&mut door, "call", "home", 4, &mut [&mut a, &mut b]).await;
         // A decline does not restart the timer.
         a.send(json!({"type": "hangup", "to": "door"})).await;
         assert_eq!(next_event(&mut door).await, ringing("home", &["b"], None));
@@ -231,21 +234,14 @@ fn disconnects_end_rings_and_pages_for_the_others() {
         let mut b = member(&server, "b", &["home"]).await;
         let mut c = member(&server, "c", &["home"]).await;
         // The caller goes: every member hears "disconnected".
-        let door = member(&server, "door", &[]).await;
-        let mut door = door;
-        door.request(json!({"type": "call", "group": "home"}), 1)
-            .await;
-        for m in [&mut a, &mut b, &mut c] {
-            next_event(m).await;
-        }
+        let mut door = member(&server, "door", &[]).await;
+        reach(&mut door, "call", "home", 1, &mut [&mut a, &mut b, &mut c]).await;
         door.close().await;
         for m in [&mut a, &mut b, &mut c] {
             assert_eq!(next_event(m).await, hangup_from("door", "disconnected"));
         }
         // A member goes: the caller hears who still rings; the last one's leaving ends it.
-        a.request(json!({"type": "call", "group": "home"}), 2).await;
-        next_event(&mut b).await;
-        next_event(&mut c).await;
+        reach(&mut a, "call", "home", 2, &mut [&mut b, &mut c]).await;
         b.close().await;
         assert_eq!(next_event(&mut a).await, ringing("home", &["c"], None));
         c.close().await;
@@ -257,16 +253,13 @@ fn disconnects_end_rings_and_pages_for_the_others() {
         // Pages: the pager goes, then a listener goes.
         let mut l1 = member(&server, "l1", &["home"]).await;
         let mut l2 = member(&server, "l2", &["home"]).await;
-        a.request(json!({"type": "page", "group": "home"}), 3).await;
-        next_event(&mut l1).await;
-        next_event(&mut l2).await;
+        reach(&mut a, "page", "home", 3, &mut [&mut l1, &mut l2]).await;
         a.close().await;
         assert_eq!(next_event(&mut l1).await, hangup_from("a", "disconnected"));
         assert_eq!(next_event(&mut l2).await, hangup_from("a", "disconnected"));
         let mut p = member(&server, "p", &[]).await;
-        let r = p.request(json!({"type": "page", "group": "home"}), 4).await;
+        let r = reach(&mut p, "page", "home", 4, &mut [&mut l1]).await;
         assert_eq!(set(&r), ["l1", "l2"]);
-        next_event(&mut l1).await;
         l2.close().await;
         assert_eq!(
             next_event(&mut p).await,
@@ -302,10 +295,8 @@ fn do_not_disturb_refuses_calls_and_is_skipped_by_rings_and_pages() {
             seen[0],
             json!({"type": "peer", "name": "night", "status": "dnd", "groups": ["home"]})
         );
-        let e = door
-            .request(json!({"type": "call", "to": "night"}), 1)
+        door.refused(json!({"type": "call", "to": "night"}), 1, "dnd")
             .await;
-        assert_eq!(e, error(Some(1), "dnd"));
         // The ring skips night; so does a page.
         let r = door
             .request(json!({"type": "call", "group": "home"}), 2)
@@ -327,17 +318,13 @@ fn do_not_disturb_refuses_calls_and_is_skipped_by_rings_and_pages() {
         // DND may call out, and turning it off is announced.
         door.send(json!({"type": "hangup", "group": "home"})).await;
         next_event(&mut day).await;
-        let ack = night
-            .request(json!({"type": "call", "to": "other"}), 4)
-            .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 4}));
+        night.acked(json!({"type": "call", "to": "other"}), 4).await;
         next_event(&mut other).await;
         other.send(json!({"type": "hangup", "to": "night"})).await;
         next_event(&mut night).await;
-        let ack = night
-            .request(json!({"type": "status", "dnd": false}), 5)
+        night
+            .acked(json!({"type": "status", "dnd": false}), 5)
             .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 5}));
         loop {
             let m = door.recv().await;
             if m["name"] == "night" && m["status"] == "online" {
@@ -360,24 +347,18 @@ fn preview_signals_flow_while_ringing_only_to_callees_that_declared_it() {
         // 1:1.
         door.request(json!({"type": "call", "to": "new"}), 1).await;
         next_event(&mut new).await;
-        assert_eq!(
-            door.request(sig("new"), 2).await,
-            json!({"type": "ack", "id": 2})
-        );
+        door.acked(sig("new"), 2).await;
         assert_eq!(
             next_event(&mut new).await,
             json!({"type": "signal", "from": "door", "data": {"sdp": "offer"}})
         );
-        assert_eq!(
-            new.request(sig("door"), 3).await,
-            json!({"type": "ack", "id": 3})
-        );
+        new.acked(sig("door"), 3).await;
         next_event(&mut door).await;
         door.send(json!({"type": "hangup", "to": "new"})).await;
         next_event(&mut new).await;
         door.request(json!({"type": "call", "to": "old"}), 4).await;
         next_event(&mut old).await;
-        assert_eq!(door.request(sig("old"), 5).await, error(Some(5), "no_call"));
+        door.refused(sig("old"), 5, "no_call").await;
         door.send(json!({"type": "hangup", "to": "old"})).await;
         next_event(&mut old).await;
         // Group.
@@ -387,13 +368,10 @@ fn preview_signals_flow_while_ringing_only_to_callees_that_declared_it() {
         assert_eq!(set(&r), ["new", "old"]);
         next_event(&mut new).await;
         next_event(&mut old).await;
-        assert_eq!(
-            door.request(sig("new"), 7).await,
-            json!({"type": "ack", "id": 7})
-        );
+        door.acked(sig("new"), 7).await;
         next_event(&mut new).await;
-        assert_eq!(door.request(sig("old"), 8).await, error(Some(8), "no_call"));
-        assert_eq!(new.request(sig("old"), 9).await, error(Some(9), "no_call"));
+        door.refused(sig("old"), 8, "no_call").await;
+        new.refused(sig("old"), 9, "no_call").await;
         only_presence(&mut old).await;
     });
 }
@@ -426,25 +404,19 @@ fn a_page_to_everyone_reaches_idle_page_stations_and_listeners_cannot_talk_to_ea
         only_presence(&mut legacy).await;
         only_presence(&mut busy2).await;
         // Pages never interrupt: the paged are busy.
-        let e = busy2.request(json!({"type": "call", "to": "l1"}), 3).await;
-        assert_eq!(e, error(Some(3), "busy"));
-        let sig = |to: &str| json!({"type": "signal", "to": to, "data": 1});
-        assert_eq!(
-            pager.request(sig("l1"), 4).await,
-            json!({"type": "ack", "id": 4})
-        );
-        next_event(&mut l1).await;
-        assert_eq!(
-            l2.request(sig("pager"), 5).await,
-            json!({"type": "ack", "id": 5})
-        );
-        next_event(&mut pager).await;
-        assert_eq!(l1.request(sig("l2"), 6).await, error(Some(6), "no_call"));
-        // While the page lasts, `to` from the pager is no_call.
-        let e = pager
-            .request(json!({"type": "hangup", "to": "l1"}), 7)
+        busy2
+            .refused(json!({"type": "call", "to": "l1"}), 3, "busy")
             .await;
-        assert_eq!(e, error(Some(7), "no_call"));
+        let sig = |to: &str| json!({"type": "signal", "to": to, "data": 1});
+        pager.acked(sig("l1"), 4).await;
+        next_event(&mut l1).await;
+        l2.acked(sig("pager"), 5).await;
+        next_event(&mut pager).await;
+        l1.refused(sig("l2"), 6, "no_call").await;
+        // While the page lasts, `to` from the pager is no_call.
+        pager
+            .refused(json!({"type": "hangup", "to": "l1"}), 7, "no_call")
+            .await;
         // l1 leaves; the timer ends the page for l2 and the pager.
         l1.send(json!({"type": "hangup", "to": "pager"})).await;
         assert_eq!(
@@ -454,14 +426,10 @@ fn a_page_to_everyone_reaches_idle_page_stations_and_listeners_cannot_talk_to_ea
         assert_eq!(next_event(&mut l2).await, hangup_from("pager", "timeout"));
         assert_eq!(next_event(&mut pager).await, hangup_group("*", "timeout"));
         // The pager ends a page itself.
+        reach(&mut pager, "page", "x", 8, &mut [&mut l2]).await;
         pager
-            .request(json!({"type": "page", "group": "x"}), 8)
+            .acked(json!({"type": "hangup", "group": "x", "reason": "done"}), 9)
             .await;
-        next_event(&mut l2).await;
-        let ack = pager
-            .request(json!({"type": "hangup", "group": "x", "reason": "done"}), 9)
-            .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 9}));
         assert_eq!(next_event(&mut l2).await, hangup_from("pager", "done"));
         only_presence(&mut l1).await;
     });
@@ -484,15 +452,15 @@ fn bad_groups_are_group_invalid_and_the_checks_run_in_order() {
             (json!([" pad"]), "group_invalid"),
         ] {
             let reg = json!({"type": "register", "name": "b", "groups": groups});
-            assert_eq!(c.request(reg, 1).await, error(Some(1), code));
+            c.refused(reg, 1, code).await;
         }
         // name_invalid comes first, name_taken after.
         let reg = json!({"type": "register", "name": "", "groups": ["*"]});
-        assert_eq!(c.request(reg, 2).await, error(Some(2), "name_invalid"));
+        c.refused(reg, 2, "name_invalid").await;
         let reg = json!({"type": "register", "name": "a", "groups": ["*"]});
-        assert_eq!(c.request(reg, 3).await, error(Some(3), "group_invalid"));
+        c.refused(reg, 3, "group_invalid").await;
         let reg = json!({"type": "register", "name": "a", "groups": ["ok"]});
-        assert_eq!(c.request(reg, 4).await, error(Some(4), "name_taken"));
+        c.refused(reg, 4, "name_taken").await;
         let reg = json!({"type": "register", "name": "b", "dnd": "yes"});
         assert_bad_message(&c.request(reg, 5).await, Some(5));
         let reg = json!({"type": "register", "name": "b", "features": "page"});
@@ -507,10 +475,10 @@ fn bad_groups_are_group_invalid_and_the_checks_run_in_order() {
             .request(json!({"type": "call", "to": "b", "group": "x"}), 8)
             .await;
         assert_bad_message(&e, Some(8));
-        let e = a.request(json!({"type": "call", "group": " x"}), 9).await;
-        assert_eq!(e, error(Some(9), "group_invalid"));
-        let e = a.request(json!({"type": "page", "group": ""}), 10).await;
-        assert_eq!(e, error(Some(10), "group_invalid"));
+        a.refused(json!({"type": "call", "group": " x"}), 9, "group_invalid")
+            .await;
+        a.refused(json!({"type": "page", "group": ""}), 10, "group_invalid")
+            .await;
         let e = a
             .request(json!({"type": "call", "group": "none"}), 11)
             .await;
@@ -540,10 +508,9 @@ fn a_station_that_keeps_starting_rings_and_pages_is_rate_limited_and_others_are_
                 .await;
             next_event(&mut l).await;
         }
-        let e = noisy
-            .request(json!({"type": "call", "group": "home"}), 20)
+        noisy
+            .refused(json!({"type": "call", "group": "home"}), 20, "rate_limited")
             .await;
-        assert_eq!(e, error(Some(20), "rate_limited"));
         only_presence(&mut l).await;
         let r = quiet
             .request(json!({"type": "call", "group": "home"}), 21)

@@ -185,13 +185,11 @@ fn hangup_reasons_with_control_characters_are_refused_and_the_call_stays_up() {
         a.send(json!({"type": "signal", "to": "door", "data": "\u{1b}[31m\n<0>EMERG: x"}))
             .await;
         assert_eq!(b.recv_type("signal").await["from"], "kitchen");
-        let ack = a
-            .request(
-                json!({"type": "hangup", "to": "door", "reason": "ended"}),
-                20,
-            )
-            .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 20}));
+        a.acked(
+            json!({"type": "hangup", "to": "door", "reason": "ended"}),
+            20,
+        )
+        .await;
         let log = server.log();
         for line in log.lines() {
             assert!(
@@ -231,10 +229,12 @@ fn look_alike_names_are_refused() {
         // The same name composed differently is the same name.
         let (_cafe, _) = server.register("caf\u{e9}").await;
         let mut c = server.client().await;
-        let got = c
-            .request(json!({"type": "register", "name": "Cafe\u{301}"}), 3)
-            .await;
-        assert_eq!(got, error(Some(3), "name_taken"));
+        c.refused(
+            json!({"type": "register", "name": "Cafe\u{301}"}),
+            3,
+            "name_taken",
+        )
+        .await;
         // Once `door` is gone, `Door` registers and is shown as typed.
         _door.close().await;
         server.wait_health(|h| h["peers"] == 1).await;
@@ -327,10 +327,12 @@ fn the_third_wrong_key_closes_the_connection_and_guesses_are_counted_not_logged(
     run(async {
         let mut c = server.client().await;
         for (id, guess) in [(1, "guess-one"), (2, "guess-two")] {
-            let got = c
-                .request(json!({"type": "register", "name": "m", "key": guess}), id)
-                .await;
-            assert_eq!(got, error(Some(id), "unauthorized"));
+            c.refused(
+                json!({"type": "register", "name": "m", "key": guess}),
+                id,
+                "unauthorized",
+            )
+            .await;
         }
         c.send(json!({"type": "register", "name": "m", "key": "guess-three", "id": 3}))
             .await;
@@ -340,10 +342,12 @@ fn the_third_wrong_key_closes_the_connection_and_guesses_are_counted_not_logged(
         // More guesses from new connections: counted, one warning line per address a minute.
         for _ in 0..4 {
             let mut c = server.client().await;
-            let got = c
-                .request(json!({"type": "register", "name": "m", "key": "nope"}), 9)
-                .await;
-            assert_eq!(got, error(Some(9), "unauthorized"));
+            c.refused(
+                json!({"type": "register", "name": "m", "key": "nope"}),
+                9,
+                "unauthorized",
+            )
+            .await;
         }
         let (_ok, _) = {
             let mut c = server.client().await;

@@ -5,7 +5,6 @@
 mod support;
 
 use serde_json::json;
-use std::io::{Read, Write};
 use std::path::Path;
 use support::*;
 
@@ -54,12 +53,7 @@ fn embedded_index_and_headers() {
     let server = start_server(&[]);
     let port = server.addr.port();
     run(async {
-        let (status, head, body) = server.get("/").await;
-        assert_eq!(status, 200, "{head}");
-        assert_eq!(
-            header(&head, "content-type"),
-            Some("text/html; charset=utf-8")
-        );
+        let (head, body) = server.get_ok("/", "text/html; charset=utf-8").await;
         assert_eq!(header(&head, "cache-control"), Some("no-cache"));
         assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
         let csp = header(&head, "content-security-policy").expect("CSP");
@@ -163,9 +157,7 @@ fn www_dir_content_types() {
                 "console.log(1)",
             ),
         ] {
-            let (status, head, got) = server.get(path).await;
-            assert_eq!(status, 200, "{path}: {head}");
-            assert_eq!(header(&head, "content-type"), Some(ty), "{path}");
+            let (head, got) = server.get_ok(path, ty).await;
             assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
             assert_eq!(header(&head, "cache-control"), Some("no-cache"), "{path}");
             assert!(header(&head, "content-security-policy").is_some(), "{path}");
@@ -231,9 +223,7 @@ fn path_traversal_never_leaves_the_web_root() {
 fn healthz_reports_peers_and_connections() {
     let server = start_server(&[]);
     run(async {
-        let (status, head, body) = server.get("/healthz").await;
-        assert_eq!(status, 200);
-        assert_eq!(header(&head, "content-type"), Some("application/json"));
+        let (head, body) = server.get_ok("/healthz", "application/json").await;
         assert_eq!(header(&head, "cache-control"), Some("no-store"));
         let h: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(h["uptime_s"].is_u64(), "{h}");
@@ -243,14 +233,11 @@ fn healthz_reports_peers_and_connections() {
                    "uptime_s": h["uptime_s"], "version": env!("CARGO_PKG_VERSION"),
                    "http_port": null, "turn_allocations": 0})
         );
-        let (_a, _) = server.register("a").await;
-        let (b, _) = server.register("b").await;
+        let [_a, b] = server.stations(["a", "b"]).await;
         let _unregistered = server.client().await;
-        let h = server.wait_health(|h| h["connections"] == 3).await;
-        assert_eq!(h["peers"], 2);
+        server.wait_connections(3, 2).await;
         b.close().await;
-        let h = server.wait_health(|h| h["connections"] == 2).await;
-        assert_eq!(h["peers"], 1);
+        server.wait_connections(2, 1).await;
     });
 }
 
@@ -258,12 +245,7 @@ fn healthz_reports_peers_and_connections() {
 fn ca_certificate_download() {
     let server = start_server(&[]);
     run(async {
-        let (status, head, body) = server.get("/ca.crt").await;
-        assert_eq!(status, 200);
-        assert_eq!(
-            header(&head, "content-type"),
-            Some("application/x-x509-ca-cert")
-        );
+        let (head, body) = server.get_ok("/ca.crt", "application/x-x509-ca-cert").await;
         assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
         let on_disk = std::fs::read(server.state_dir().join("ca.crt")).unwrap();
         assert!(body.starts_with(b"-----BEGIN CERTIFICATE-----"));
@@ -462,33 +444,12 @@ fn origin_check_on_upgrade() {
     });
 }
 
-/// One request on the plain-HTTP port; (status, head, body).
-fn plain(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(patience())).unwrap();
-    tcp.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = tcp.read_to_end(&mut raw);
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, raw[split..].to_vec())
-}
-
 #[test]
 fn plain_http_port_serves_ca_and_guide_and_redirects() {
     let server = start_server(&["--http-listen", "127.0.0.1:0"]);
     let addr = server.plain_addr();
     let tls_port = server.addr.port();
-    let get = |target: &str| {
-        plain(
-            addr,
-            &format!(
-                "GET {target} HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
-                addr.port()
-            ),
-        )
-    };
+    let get = |target: &str| plain_get(addr, target, "");
     let (status, head, body) = get("/ca.crt");
     assert_eq!(status, 200);
     assert_eq!(
@@ -529,7 +490,7 @@ fn plain_http_port_serves_ca_and_guide_and_redirects() {
         );
     }
     // Only GET and HEAD.
-    let (status, _, _) = plain(
+    let (status, _, _) = plain_http(
         addr,
         "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
     );
@@ -548,12 +509,9 @@ fn plain_http_port_serves_ca_and_guide_and_redirects() {
         );
         assert!(!page.contains("{https}"), "{page}");
         assert_eq!(server.get("/guide.html").await.0, 404);
-        let (status, head, _) = server.get("/intercom.mobileconfig").await;
-        assert_eq!(status, 200);
-        assert_eq!(
-            header(&head, "content-type"),
-            Some("application/x-apple-aspen-config")
-        );
+        server
+            .get_ok("/intercom.mobileconfig", "application/x-apple-aspen-config")
+            .await;
     });
 }
 

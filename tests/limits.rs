@@ -42,12 +42,31 @@ async fn until_closed<S: futures_lite::AsyncRead + Unpin>(io: &mut S, since: Ins
     since.elapsed()
 }
 
+/// Read `c` to its end: the server answered an oversized message with `too_large` and
+/// closed with 1009.
+async fn closed_too_large(c: &mut Client) {
+    let (closed, seen) = c.closed().await;
+    assert_eq!(seen, vec![error(None, "too_large")]);
+    assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+}
+
+/// The registered `c` sends `msg`, over the size limit: the server takes all of it (the
+/// write completes), answers as [`closed_too_large`], the connection ends cleanly, and
+/// `watcher` sees `c` go offline.
+async fn oversized_ends_cleanly(c: &mut Client, msg: Message, watcher: &mut Client) {
+    c.send_raw(msg)
+        .await
+        .expect("the whole oversized message is taken");
+    closed_too_large(c).await;
+    assert!(c.ws.next().await.is_none(), "a clean end, not a reset");
+    assert_eq!(watcher.recv().await, peer(&c.name, "offline"));
+}
+
 #[test]
 fn message_size_limit() {
     let server = start_server(&[]);
     run(async {
-        let (mut watcher, _) = server.register("watcher").await;
-        let (mut a, _) = server.register("a").await;
+        let [mut watcher, mut a] = server.stations(["watcher", "a"]).await;
         watcher.recv().await;
         // Exactly 65,536 bytes is allowed, text or binary.
         a.send_text(&padded_call(1, 65_536)).await;
@@ -59,25 +78,11 @@ fn message_size_limit() {
         // One byte more: too_large, then close 1009, and the peer is gone. The server
         // buffers none of it, but reads and drops the rest, so the client's write completes
         // and the connection ends cleanly (closing over unread bytes would reset it).
-        a.send_raw(Message::text(padded_call(2, 65_537)))
-            .await
-            .expect("the whole oversized message is taken");
-        let (closed, seen) = a.closed().await;
-        assert_eq!(seen, vec![error(None, "too_large")]);
-        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
-        assert!(a.ws.next().await.is_none(), "a clean end, not a reset");
-        assert_eq!(watcher.recv().await, peer("a", "offline"));
+        oversized_ends_cleanly(&mut a, Message::text(padded_call(2, 65_537)), &mut watcher).await;
 
         let (mut b, _) = server.register("b").await;
         watcher.recv().await;
-        b.send_raw(Message::binary(vec![0; 300_000]))
-            .await
-            .expect("the whole oversized message is taken");
-        let (closed, seen) = b.closed().await;
-        assert_eq!(seen, vec![error(None, "too_large")]);
-        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
-        assert!(b.ws.next().await.is_none(), "a clean end, not a reset");
-        assert_eq!(watcher.recv().await, peer("b", "offline"));
+        oversized_ends_cleanly(&mut b, Message::binary(vec![0; 300_000]), &mut watcher).await;
     });
     // The flag moves the limit; unregistered connections are held to it too.
     let server = start_server(&["--max-message", "1000"]);
@@ -86,9 +91,7 @@ fn message_size_limit() {
         c.send_text(&padded_call(3, 1000)).await;
         assert_eq!(c.recv().await, error(Some(3), "not_registered"));
         let _ = c.send_raw(Message::text(padded_call(4, 1001))).await;
-        let (closed, seen) = c.closed().await;
-        assert_eq!(seen, vec![error(None, "too_large")]);
-        assert_eq!(closed, Closed::Frame(1009, "message too large".into()));
+        closed_too_large(&mut c).await;
     });
 }
 
@@ -122,8 +125,12 @@ fn rate_limit_refuses_then_closes() {
 
         // Slowing down (5/s is one token per 200 ms) is enough to be served again...
         Timer::after(Duration::from_millis(250)).await;
-        let got = a.request(json!({"type": "call", "to": "nobody"}), 11).await;
-        assert_eq!(got, error(Some(11), "peer_not_found"));
+        a.refused(
+            json!({"type": "call", "to": "nobody"}),
+            11,
+            "peer_not_found",
+        )
+        .await;
 
         // ...but a pause that short does not end the run of refusals: flooding on at ten
         // times the rate is closed 5 s after the first refusal.
@@ -181,8 +188,9 @@ fn register_timeout_closes_4000() {
         assert!(started.elapsed() >= Duration::from_millis(290));
         // A registered connection is not subject to it.
         on_time.expect_silence(Duration::from_millis(400)).await;
-        let got = on_time.request(json!({"type": "call", "to": "x"}), 2).await;
-        assert_eq!(got, error(Some(2), "peer_not_found"));
+        on_time
+            .refused(json!({"type": "call", "to": "x"}), 2, "peer_not_found")
+            .await;
     });
 }
 
@@ -227,8 +235,7 @@ fn silent_client_is_dropped_as_a_disconnect() {
             c.expect_silence(Duration::from_millis(1200)),
         )
         .await;
-        let got = a.request(json!({"type": "call", "to": "c"}), 3).await;
-        assert_eq!(got, json!({"type": "ack", "id": 3}));
+        a.acked(json!({"type": "call", "to": "c"}), 3).await;
         // The silent one finds its connection gone, without a close code.
         let (closed, _) = b.closed().await;
         assert_eq!(closed, Closed::Dropped);
@@ -274,8 +281,8 @@ fn handshake_timeout_closes_idle_sockets() {
         // An upgraded, registered connection is not bound by it.
         let (mut a, _) = server.register("a").await;
         a.expect_silence(Duration::from_millis(500)).await;
-        let got = a.request(json!({"type": "call", "to": "x"}), 1).await;
-        assert_eq!(got, error(Some(1), "peer_not_found"));
+        a.refused(json!({"type": "call", "to": "x"}), 1, "peer_not_found")
+            .await;
     });
 }
 
@@ -296,7 +303,7 @@ fn full_table_refuses_the_65th_and_nobody_else_notices() {
         }
         let mut extra = server.client().await;
         let reg = json!({"type": "register", "name": "p64"});
-        assert_eq!(extra.request(reg.clone(), 1).await, error(Some(1), "full"));
+        extra.refused(reg.clone(), 1, "full").await;
         for c in peers.iter_mut() {
             c.expect_silence(Duration::ZERO).await;
         }
@@ -331,8 +338,7 @@ fn socket_cap_refuses_extra_sockets_before_tls() {
     // max-peers 2: 18 sockets in all.
     let server = start_server(&["--max-peers", "2"]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
+        let [mut a, mut b] = server.stations(["a", "b"]).await;
         a.recv().await;
         let mut idle = Vec::new();
         for _ in 0..16 {
@@ -351,8 +357,7 @@ fn socket_cap_refuses_extra_sockets_before_tls() {
         // Registered peers notice nothing and work as before.
         a.expect_silence(QUIET).await;
         b.expect_silence(Duration::ZERO).await;
-        let got = a.request(json!({"type": "call", "to": "b"}), 1).await;
-        assert_eq!(got, json!({"type": "ack", "id": 1}));
+        a.acked(json!({"type": "call", "to": "b"}), 1).await;
         assert_eq!(b.recv().await, json!({"type": "call", "from": "a"}));
         // Freed sockets make room again.
         drop(idle);
@@ -413,8 +418,7 @@ fn slow_consumer_is_cut_and_the_sender_is_not() {
         assert_eq!(c.recv().await, peer("a", "online"));
         assert_eq!(c.recv().await, peer("b", "offline"));
         // The sender carries on.
-        let got = a.request(json!({"type": "call", "to": "c"}), 99_999).await;
-        assert_eq!(got, json!({"type": "ack", "id": 99_999}));
+        a.acked(json!({"type": "call", "to": "c"}), 99_999).await;
         // b got an unbroken prefix of the signals, then the end.
         let (closed, seen) = b.closed().await;
         assert!(
@@ -478,18 +482,14 @@ fn own_replies_never_cut_a_peer() {
 fn presence_that_does_not_fit_is_resent_whole_and_nobody_is_cut() {
     let server = start_server(&["--outbox", "8", "--rate", "100000", "--burst", "100000"]);
     run(async {
-        let (mut watcher, _) = server.register("watcher").await;
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
+        let [mut watcher, mut a, mut b] = server.stations(["watcher", "a", "b"]).await;
         // The watcher stops reading; a and b call and hang up until the presence updates
         // (4 a round) have filled its socket buffers and half its outbox.
         let mut id = 0;
         while !server.log().contains("presence dropped") {
             assert!(id < 40_000, "the watcher's outbox never filled");
             for _ in 0..20 {
-                let ack = a.request(json!({"type": "call", "to": "b"}), id).await;
-                assert_eq!(ack, json!({"type": "ack", "id": id}));
-                b.recv_type("call").await;
+                ring(&mut a, &mut b, id).await;
                 let ack = a
                     .request(json!({"type": "hangup", "to": "b"}), id + 1)
                     .await;

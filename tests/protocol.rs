@@ -66,10 +66,8 @@ fn register_reply_and_presence_broadcasts() {
         assert_eq!(kitchen.recv().await, peer("hall", "online"));
 
         // Ringing makes both sides busy for everyone else, a late joiner included.
-        let ack = door
-            .request(json!({"type": "call", "to": "kitchen"}), 1)
+        door.acked(json!({"type": "call", "to": "kitchen"}), 1)
             .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 1}));
         assert_eq!(
             sorted(vec![hall.recv().await, hall.recv().await]),
             vec![peer("door", "busy"), peer("kitchen", "busy")]
@@ -126,22 +124,15 @@ fn two_korean_names_register_and_call() {
         assert_eq!(reg["name"], "현관 문");
         assert_eq!(reg["peers"], json!([listed("주방", "online")]));
         assert_eq!(a.recv().await, peer("현관 문", "online"));
-        let ack = b.request(json!({"type": "call", "to": "주방"}), 1).await;
-        assert_eq!(ack, json!({"type": "ack", "id": 1}));
-        assert_eq!(
-            a.recv_type("call").await,
-            json!({"type": "call", "from": "현관 문"})
-        );
+        ring(&mut b, &mut a, 1).await;
         // 32 bytes of mixed Hangul and Latin is a valid name; 33 bytes is not.
         let name = format!("{}ab", "가".repeat(10));
         let (_c, reg) = server.register(&name).await;
         assert_eq!(reg["name"], name);
         let mut d = server.client().await;
         let name = format!("{}abc", "가".repeat(10));
-        let reply = d
-            .request(json!({"type": "register", "name": name}), 2)
+        d.refused(json!({"type": "register", "name": name}), 2, "name_invalid")
             .await;
-        assert_eq!(reply, error(Some(2), "name_invalid"));
     });
 }
 
@@ -149,17 +140,14 @@ fn two_korean_names_register_and_call() {
 fn call_accept_signal_hangup() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("door").await;
-        let (mut b, _) = server.register("kitchen").await;
+        let [mut a, mut b] = server.stations(["door", "kitchen"]).await;
         a.recv().await;
         // A client-sent `from` is ignored: the server stamps the sender.
         a.send(json!({"type": "call", "to": "kitchen", "from": "evil"}))
             .await;
         assert_eq!(b.recv().await, json!({"type": "call", "from": "door"}));
-        let ack = b
-            .request(json!({"type": "accept", "to": "door", "from": "evil"}), 5)
+        b.acked(json!({"type": "accept", "to": "door", "from": "evil"}), 5)
             .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 5}));
         assert_eq!(
             a.recv_type("accept").await,
             json!({"type": "accept", "from": "kitchen"})
@@ -192,28 +180,23 @@ fn call_accept_signal_hangup() {
             );
         }
 
-        let ack = a
-            .request(
-                json!({"type": "hangup", "to": "kitchen", "reason": null}),
-                7,
-            )
-            .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 7}));
+        a.acked(
+            json!({"type": "hangup", "to": "kitchen", "reason": null}),
+            7,
+        )
+        .await;
         assert_eq!(
             b.recv_type("hangup").await,
             json!({"type": "hangup", "from": "door", "reason": "ended"})
         );
         // The call is over: signalling into it is refused, and a new call works.
-        let err = b
-            .request(json!({"type": "signal", "to": "door", "data": 1}), 8)
-            .await;
-        assert_eq!(err, error(Some(8), "no_call"));
-        let ack = b.request(json!({"type": "call", "to": "door"}), 9).await;
-        assert_eq!(ack, json!({"type": "ack", "id": 9}));
-        assert_eq!(
-            a.recv_type("call").await,
-            json!({"type": "call", "from": "kitchen"})
-        );
+        b.refused(
+            json!({"type": "signal", "to": "door", "data": 1}),
+            8,
+            "no_call",
+        )
+        .await;
+        ring(&mut b, &mut a, 9).await;
     });
 }
 
@@ -221,10 +204,8 @@ fn call_accept_signal_hangup() {
 fn cancel_while_ringing_and_reason_limits() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
-        a.request(json!({"type": "call", "to": "b"}), 1).await;
-        b.recv_type("call").await;
+        let [mut a, mut b] = server.stations(["a", "b"]).await;
+        ring(&mut a, &mut b, 1).await;
         // A 32-byte reason is fine, 33 bytes is a bad message (and the call goes on).
         let long = "x".repeat(33);
         let err = a
@@ -237,17 +218,15 @@ fn cancel_while_ringing_and_reason_limits() {
             .await;
         assert_bad_message(&err, Some(3));
         let reason = "x".repeat(32);
-        let ack = a
-            .request(json!({"type": "hangup", "to": "b", "reason": reason}), 4)
+        a.acked(json!({"type": "hangup", "to": "b", "reason": reason}), 4)
             .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 4}));
         assert_eq!(
             b.recv_type("hangup").await,
             json!({"type": "hangup", "from": "a", "reason": reason})
         );
         // Neither is ringing any more.
-        let err = b.request(json!({"type": "accept", "to": "a"}), 5).await;
-        assert_eq!(err, error(Some(5), "no_call"));
+        b.refused(json!({"type": "accept", "to": "a"}), 5, "no_call")
+            .await;
     });
 }
 
@@ -255,66 +234,47 @@ fn cancel_while_ringing_and_reason_limits() {
 fn call_errors() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
-        let (mut c, _) = server.register("c").await;
+        let [mut a, mut b, mut c] = server.stations(["a", "b", "c"]).await;
         let call = |to: &str| json!({"type": "call", "to": to});
-        assert_eq!(
-            a.request(call("nobody"), 1).await,
-            error(Some(1), "peer_not_found")
-        );
+        a.refused(call("nobody"), 1, "peer_not_found").await;
         let long = "n".repeat(40);
-        assert_eq!(
-            a.request(call(&long), 2).await,
-            error(Some(2), "peer_not_found")
-        );
-        assert_eq!(a.request(call("a"), 3).await, error(Some(3), "self_call"));
+        a.refused(call(&long), 2, "peer_not_found").await;
+        a.refused(call("a"), 3, "self_call").await;
         // Nothing to accept, hang up or signal yet.
         for (i, ty) in [(4, "accept"), (5, "hangup"), (6, "signal")] {
             let msg = json!({"type": ty, "to": "b", "data": {}});
-            assert_eq!(a.request(msg, i).await, error(Some(i), "no_call"));
+            a.refused(msg, i, "no_call").await;
         }
 
-        assert_eq!(
-            a.request(call("b"), 10).await,
-            json!({"type": "ack", "id": 10})
-        );
-        b.recv_type("call").await;
+        ring(&mut a, &mut b, 10).await;
         // Caller busy, callee busy, and a third party calling either.
-        assert_eq!(a.request(call("c"), 11).await, error(Some(11), "busy"));
-        assert_eq!(b.request(call("c"), 12).await, error(Some(12), "busy"));
-        assert_eq!(c.request(call("a"), 13).await, error(Some(13), "busy"));
-        assert_eq!(c.request(call("b"), 14).await, error(Some(14), "busy"));
+        a.refused(call("c"), 11, "busy").await;
+        b.refused(call("c"), 12, "busy").await;
+        c.refused(call("a"), 13, "busy").await;
+        c.refused(call("b"), 14, "busy").await;
         // Only the callee accepts, and only its caller.
         let accept = |to: &str| json!({"type": "accept", "to": to});
-        assert_eq!(a.request(accept("b"), 15).await, error(Some(15), "no_call"));
-        assert_eq!(b.request(accept("c"), 16).await, error(Some(16), "no_call"));
-        assert_eq!(
-            b.request(accept("zz"), 17).await,
-            error(Some(17), "no_call")
-        );
-        assert_eq!(c.request(accept("a"), 18).await, error(Some(18), "no_call"));
+        a.refused(accept("b"), 15, "no_call").await;
+        b.refused(accept("c"), 16, "no_call").await;
+        b.refused(accept("zz"), 17, "no_call").await;
+        c.refused(accept("a"), 18, "no_call").await;
         // Signals are refused while ringing: nobody can push SDP before an accept.
         let signal = |to: &str| json!({"type": "signal", "to": to, "data": "x"});
-        assert_eq!(a.request(signal("b"), 19).await, error(Some(19), "no_call"));
-        assert_eq!(b.request(signal("a"), 20).await, error(Some(20), "no_call"));
+        a.refused(signal("b"), 19, "no_call").await;
+        b.refused(signal("a"), 20, "no_call").await;
         // Hangup names only the partner.
         let hangup = |to: &str| json!({"type": "hangup", "to": to});
-        assert_eq!(a.request(hangup("c"), 21).await, error(Some(21), "no_call"));
-        assert_eq!(c.request(hangup("a"), 22).await, error(Some(22), "no_call"));
+        a.refused(hangup("c"), 21, "no_call").await;
+        c.refused(hangup("a"), 22, "no_call").await;
 
-        assert_eq!(
-            b.request(accept("a"), 23).await,
-            json!({"type": "ack", "id": 23})
-        );
-        a.recv_type("accept").await;
+        answer(&mut b, &mut a, 23).await;
         // In a call: an outsider can neither signal nor hang up, nor ring either side.
-        assert_eq!(c.request(signal("a"), 24).await, error(Some(24), "no_call"));
-        assert_eq!(c.request(hangup("b"), 25).await, error(Some(25), "no_call"));
-        assert_eq!(c.request(call("a"), 26).await, error(Some(26), "busy"));
-        assert_eq!(a.request(signal("c"), 27).await, error(Some(27), "no_call"));
-        assert_eq!(b.request(accept("a"), 28).await, error(Some(28), "no_call"));
-        assert_eq!(a.request(call("b"), 29).await, error(Some(29), "busy"));
+        c.refused(signal("a"), 24, "no_call").await;
+        c.refused(hangup("b"), 25, "no_call").await;
+        c.refused(call("a"), 26, "busy").await;
+        a.refused(signal("c"), 27, "no_call").await;
+        b.refused(accept("a"), 28, "no_call").await;
+        a.refused(call("b"), 29, "busy").await;
         // None of the refusals leaked to the partner.
         b.expect_silence(QUIET).await;
         // Errors without an id come without one.
@@ -327,25 +287,20 @@ fn call_errors() {
 fn ids_are_echoed_and_successes_without_id_are_silent() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
+        let [mut a, mut b] = server.stations(["a", "b"]).await;
         a.recv().await;
         // No id: no ack. The next message `a` sees is the answer to the next request.
         a.send(json!({"type": "call", "to": "b"})).await;
         assert_eq!(a.recv().await, peer("b", "busy"));
-        let err = a
-            .request(json!({"type": "call", "to": "b"}), 4_294_967_295)
+        a.refused(json!({"type": "call", "to": "b"}), 4_294_967_295, "busy")
             .await;
-        assert_eq!(err, error(Some(4_294_967_295), "busy"));
         b.recv_type("call").await;
         // `"id": null` counts as absent.
         b.send(json!({"type": "accept", "to": "a", "id": null}))
             .await;
         a.recv_type("accept").await;
-        let ack = b
-            .request(json!({"type": "signal", "to": "a", "data": 1}), 0)
+        b.acked(json!({"type": "signal", "to": "a", "data": 1}), 0)
             .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 0}));
         a.recv_type("signal").await;
         b.send(json!({"type": "hangup", "to": "a", "id": null}))
             .await;
@@ -360,8 +315,7 @@ fn ids_are_echoed_and_successes_without_id_are_silent() {
 fn bad_messages_are_answered_and_the_connection_stays_open() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (_b, _) = server.register("b").await;
+        let [mut a, _b] = server.stations(["a", "b"]).await;
         a.recv().await;
         use async_tungstenite::tungstenite::Message;
         let cases: &[(&str, Option<u32>)] = &[
@@ -423,14 +377,12 @@ fn bad_messages_are_answered_and_the_connection_stays_open() {
         .unwrap();
         assert_bad_message(&a.recv().await, None);
         // Unknown fields are ignored and nulls count as absent: the call goes through.
-        let ack = a
-            .request(
-                json!({"type": "call", "to": "b", "v": 2, "extra": {"x": [1]}, "token": null,
-                       "reason": null, "data": null}),
-                40,
-            )
-            .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 40}));
+        a.acked(
+            json!({"type": "call", "to": "b", "v": 2, "extra": {"x": [1]}, "token": null,
+                   "reason": null, "data": null}),
+            40,
+        )
+        .await;
         // Still registered as itself.
         let health = server.health().await;
         assert_eq!(health["peers"], 2);
@@ -445,7 +397,7 @@ fn messages_before_register_are_refused() {
         let mut c = server.client().await;
         for (i, ty) in [(1, "call"), (2, "accept"), (3, "hangup"), (4, "signal")] {
             let msg = json!({"type": ty, "to": "b", "data": {}});
-            assert_eq!(c.request(msg, i).await, error(Some(i), "not_registered"));
+            c.refused(msg, i, "not_registered").await;
         }
         c.send(json!({"type": "call", "to": "b"})).await;
         assert_eq!(c.recv().await, error(None, "not_registered"));
@@ -486,14 +438,11 @@ fn register_errors() {
             assert_eq!(reply, error(Some(i as u32), "name_invalid"), "{name:?}");
         }
         // Held names: no token or a wrong token.
-        assert_eq!(
-            c.request(register("a"), 20).await,
-            error(Some(20), "name_taken")
-        );
+        c.refused(register("a"), 20, "name_taken").await;
         let wrong = json!({"type": "register", "name": "a", "token": "x".repeat(32)});
-        assert_eq!(c.request(wrong, 21).await, error(Some(21), "name_taken"));
+        c.refused(wrong, 21, "name_taken").await;
         let other = json!({"type": "register", "name": "a", "token": format!("{token_a}x")});
-        assert_eq!(c.request(other, 22).await, error(Some(22), "name_taken"));
+        c.refused(other, 22, "name_taken").await;
         // A token for a name nobody holds is ignored; the peer gets a fresh one.
         let reply = c
             .request(
@@ -506,31 +455,16 @@ fn register_errors() {
         assert_ne!(reply["token"], json!(token_a));
         assert_eq!(a.recv().await, peer("b", "online"));
         // This connection is registered now.
-        assert_eq!(
-            c.request(register("z"), 24).await,
-            error(Some(24), "already_registered")
-        );
-        assert_eq!(
-            c.request(register("b"), 25).await,
-            error(Some(25), "already_registered")
-        );
-        assert_eq!(
-            c.request(register(""), 26).await,
-            error(Some(26), "already_registered")
-        );
+        c.refused(register("z"), 24, "already_registered").await;
+        c.refused(register("b"), 25, "already_registered").await;
+        c.refused(register(""), 26, "already_registered").await;
 
         // The table (max 2) is full: a new name is refused, but a taken name is reported
         // as taken first, an invalid one as invalid, and a resume still works.
         let mut d = server.client().await;
-        assert_eq!(d.request(register("d"), 30).await, error(Some(30), "full"));
-        assert_eq!(
-            d.request(register("a"), 31).await,
-            error(Some(31), "name_taken")
-        );
-        assert_eq!(
-            d.request(register(" d"), 32).await,
-            error(Some(32), "name_invalid")
-        );
+        d.refused(register("d"), 30, "full").await;
+        d.refused(register("a"), 31, "name_taken").await;
+        d.refused(register(" d"), 32, "name_invalid").await;
         d.send(register("d")).await;
         assert_eq!(d.recv().await, error(None, "full"));
         let resume = json!({"type": "register", "name": "a", "token": token_a});
@@ -560,25 +494,23 @@ fn access_key() {
             assert_eq!(reply, error(Some(i as u32), "unauthorized"));
         }
         let mut c = server.client().await;
-        let reply = c.request(json!({"type": "register", "name": "a"}), 9).await;
-        assert_eq!(reply, error(Some(9), "unauthorized"));
+        c.refused(json!({"type": "register", "name": "a"}), 9, "unauthorized")
+            .await;
         // unauthorized comes before name_invalid.
-        let reply = c.request(reg(" bad", json!("nope")), 10).await;
-        assert_eq!(reply, error(Some(10), "unauthorized"));
-        let reply = c.request(reg(" bad", json!("s3cret")), 11).await;
-        assert_eq!(reply, error(Some(11), "name_invalid"));
+        c.refused(reg(" bad", json!("nope")), 10, "unauthorized")
+            .await;
+        c.refused(reg(" bad", json!("s3cret")), 11, "name_invalid")
+            .await;
         let reply = c.request(reg("a", json!("s3cret")), 12).await;
         assert_eq!(reply["type"], "registered");
         assert_eq!(reply["keyed"], true);
         // already_registered comes before unauthorized.
-        let reply = c.request(reg("b", json!("nope")), 13).await;
-        assert_eq!(reply, error(Some(13), "already_registered"));
+        c.refused(reg("b", json!("nope")), 13, "already_registered")
+            .await;
         // A held name with the wrong key: unauthorized, not name_taken.
         let mut d = server.client().await;
-        let reply = d.request(reg("a", json!("nope")), 14).await;
-        assert_eq!(reply, error(Some(14), "unauthorized"));
-        let reply = d.request(reg("a", json!("s3cret")), 15).await;
-        assert_eq!(reply, error(Some(15), "name_taken"));
+        d.refused(reg("a", json!("nope")), 14, "unauthorized").await;
+        d.refused(reg("a", json!("s3cret")), 15, "name_taken").await;
     });
 }
 
@@ -586,9 +518,7 @@ fn access_key() {
 fn disconnect_while_ringing_hangs_up_and_frees_the_name() {
     let server = start_server(&[]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (b, _) = server.register("b").await;
-        let (mut c, _) = server.register("c").await;
+        let [mut a, b, mut c] = server.stations(["a", "b", "c"]).await;
         a.request(json!({"type": "call", "to": "b"}), 1).await;
         assert_eq!(
             sorted(vec![c.recv().await, c.recv().await]),
@@ -605,14 +535,7 @@ fn disconnect_while_ringing_hangs_up_and_frees_the_name() {
         // The caller is idle again and the name is free.
         let (mut b2, _) = server.register("b").await;
         assert_eq!(a.recv().await, peer("b", "online"));
-        assert_eq!(
-            a.request(json!({"type": "call", "to": "b"}), 2).await,
-            json!({"type": "ack", "id": 2})
-        );
-        assert_eq!(
-            b2.recv_type("call").await,
-            json!({"type": "call", "from": "a"})
-        );
+        ring(&mut a, &mut b2, 2).await;
     });
 }
 
@@ -631,17 +554,14 @@ fn disconnect_in_a_call_hangs_up_the_partner() {
         assert_eq!(b.recv().await, peer("a", "offline"));
         assert_eq!(c.recv().await, peer("b", "online"));
         assert_eq!(c.recv().await, peer("a", "offline"));
-        assert_eq!(
-            b.request(json!({"type": "signal", "to": "a", "data": 1}), 3)
-                .await,
-            error(Some(3), "no_call")
-        );
-        assert_eq!(
-            b.request(json!({"type": "call", "to": "c"}), 4).await,
-            json!({"type": "ack", "id": 4})
-        );
-        let h = server.wait_health(|h| h["connections"] == 2).await;
-        assert_eq!(h["peers"], 2);
+        b.refused(
+            json!({"type": "signal", "to": "a", "data": 1}),
+            3,
+            "no_call",
+        )
+        .await;
+        b.acked(json!({"type": "call", "to": "c"}), 4).await;
+        server.wait_connections(2, 2).await;
     });
 }
 
@@ -651,22 +571,19 @@ fn resume_with_token_keeps_the_call_and_nobody_notices() {
     run(async {
         let (mut a, reg_a) = server.register("a").await;
         let token = reg_a["token"].as_str().unwrap().to_string();
-        let (mut b, _) = server.register("b").await;
-        let (mut c, _) = server.register("c").await;
+        let [mut b, mut c] = server.stations(["b", "c"]).await;
         a.recv().await;
         a.recv().await;
         b.recv().await;
-        a.request(json!({"type": "call", "to": "b"}), 1).await;
-        b.recv_type("call").await;
-        b.request(json!({"type": "accept", "to": "a"}), 2).await;
-        a.recv_type("accept").await;
+        ring(&mut a, &mut b, 1).await;
+        answer(&mut b, &mut a, 2).await;
         assert_eq!(c.recv().await, peer("a", "busy"));
         assert_eq!(c.recv().await, peer("b", "busy"));
 
         // Without the token the name is taken; the holder is undisturbed.
         let mut a2 = server.client().await;
         let plain = json!({"type": "register", "name": "a"});
-        assert_eq!(a2.request(plain, 3).await, error(Some(3), "name_taken"));
+        a2.refused(plain, 3, "name_taken").await;
         a.expect_silence(QUIET).await;
 
         // With it, the new connection takes over name, token, status and call.
@@ -692,10 +609,8 @@ fn resume_with_token_keeps_the_call_and_nobody_notices() {
         c.expect_silence(Duration::ZERO).await; // already waited above
 
         // The call goes on, both ways.
-        let ack = a2
-            .request(json!({"type": "signal", "to": "b", "data": {"ice": 1}}), 5)
+        a2.acked(json!({"type": "signal", "to": "b", "data": {"ice": 1}}), 5)
             .await;
-        assert_eq!(ack, json!({"type": "ack", "id": 5}));
         assert_eq!(
             b.recv().await,
             json!({"type": "signal", "from": "a", "data": {"ice": 1}})
@@ -729,9 +644,7 @@ fn resume_with_token_keeps_the_call_and_nobody_notices() {
 fn unanswered_ring_times_out_for_both() {
     let server = start_server(&["--ring-timeout", "0.3"]);
     run(async {
-        let (mut a, _) = server.register("a").await;
-        let (mut b, _) = server.register("b").await;
-        let (mut c, _) = server.register("c").await;
+        let [mut a, mut b, mut c] = server.stations(["a", "b", "c"]).await;
         a.request(json!({"type": "call", "to": "b"}), 1).await;
         let started = std::time::Instant::now();
         b.recv_type("call").await;
@@ -759,16 +672,11 @@ fn unanswered_ring_times_out_for_both() {
         );
         // An accepted call does not time out, nor does a second ring inherit the first's
         // timer.
-        a.request(json!({"type": "call", "to": "b"}), 2).await;
-        b.recv_type("call").await;
-        b.request(json!({"type": "accept", "to": "a"}), 3).await;
-        a.recv_type("accept").await;
+        ring(&mut a, &mut b, 2).await;
+        answer(&mut b, &mut a, 3).await;
         a.expect_silence(Duration::from_millis(500)).await;
         b.expect_silence(Duration::ZERO).await;
-        assert_eq!(
-            a.request(json!({"type": "signal", "to": "b", "data": 0}), 4)
-                .await,
-            json!({"type": "ack", "id": 4})
-        );
+        a.acked(json!({"type": "signal", "to": "b", "data": 0}), 4)
+            .await;
     });
 }

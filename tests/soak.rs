@@ -66,8 +66,7 @@ async fn cycle(server: &Server, p: usize, n: usize) {
     send_signals(&mut b, &an).await;
     expect_signals(&mut b, &an).await;
     expect_signals(&mut a, &bn).await;
-    let ack = a.request(json!({"type": "hangup", "to": bn}), 3).await;
-    assert_eq!(ack, json!({"type": "ack", "id": 3}));
+    a.acked(json!({"type": "hangup", "to": bn}), 3).await;
     // Nothing but presence may come between the last signal and the hangup: no duplicates.
     assert_eq!(
         b.recv_type("hangup").await,
@@ -149,8 +148,7 @@ fn call_and_cancel_churn_keeps_memory_flat() {
     ]);
     let calls = 10_000u32;
     run(async {
-        let (mut a, _) = server.register("caller").await;
-        let (b, _) = server.register("callee").await;
+        let [mut a, b] = server.stations(["caller", "callee"]).await;
         // The callee only listens, on a thread of its own, and counts the rings; the
         // caller stays within 8 rings of it. Without that window a callee thread the OS
         // leaves waiting falls an outbox behind and is cut as a slow consumer, which is

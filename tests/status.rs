@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use support::*;
 
@@ -36,6 +36,15 @@ async fn status(server: &Server) -> Value {
     serde_json::from_slice(&body).expect("status JSON")
 }
 
+/// The string `field` of every item of the array `list`, in order.
+fn strings<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[field].as_str().unwrap())
+        .collect()
+}
+
 /// Register `name` with the access key.
 async fn register(server: &Server, name: &str) -> Client {
     let mut c = server.client().await;
@@ -43,6 +52,7 @@ async fn register(server: &Server, name: &str) -> Client {
         .await;
     let reply = c.recv().await;
     assert_eq!(reply["type"], "registered", "{reply}");
+    c.name = name.to_string();
     c
 }
 
@@ -139,22 +149,9 @@ fn status_shows_stations_calls_rings_and_events() {
         let mut c = register(&server, "주방").await;
         let mut d = register(&server, "hall").await;
         // kitchen and door talk; 주방 rings hall.
-        assert_eq!(
-            a.request(json!({"type": "call", "to": "door"}), 1).await,
-            json!({"type": "ack", "id": 1})
-        );
-        b.recv_type("call").await;
-        assert_eq!(
-            b.request(json!({"type": "accept", "to": "kitchen"}), 2)
-                .await,
-            json!({"type": "ack", "id": 2})
-        );
-        a.recv_type("accept").await;
-        assert_eq!(
-            c.request(json!({"type": "call", "to": "hall"}), 3).await,
-            json!({"type": "ack", "id": 3})
-        );
-        d.recv_type("call").await;
+        ring(&mut a, &mut b, 1).await;
+        answer(&mut b, &mut a, 2).await;
+        ring(&mut c, &mut d, 3).await;
         // A refused key.
         let mut e = server.client().await;
         e.send(json!({"type": "register", "name": "x", "key": "guess"}))
@@ -162,12 +159,7 @@ fn status_shows_stations_calls_rings_and_events() {
         assert_eq!(e.recv().await["code"], "unauthorized");
 
         let s = status(&server).await;
-        let names: Vec<&str> = s["stations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
+        let names = strings(&s["stations"], "name");
         assert_eq!(names, ["door", "hall", "kitchen", "주방"]);
         for st in s["stations"].as_array().unwrap() {
             assert_eq!(st["address"], "127.0.0.1", "{st}");
@@ -200,12 +192,7 @@ fn status_shows_stations_calls_rings_and_events() {
         assert_eq!(s["counters"]["calls_missed"], 1);
         assert_eq!(s["hours"][23], json!([2, 1]));
         assert_eq!(s["calls"].as_array().unwrap().len(), 1);
-        let events: Vec<&str> = s["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["text"].as_str().unwrap())
-            .collect();
+        let events = strings(&s["events"], "text");
         for want in [
             "kitchen registered (1 online)",
             "kitchen -> call door",
@@ -324,11 +311,8 @@ fn metrics_are_prometheus_text_with_the_expected_series() {
         let (mut a, mut b) = {
             let mut a = register(&server, "kitchen").await;
             let mut b = register(&server, "door").await;
-            a.request(json!({"type": "call", "to": "door"}), 1).await;
-            b.recv_type("call").await;
-            b.request(json!({"type": "accept", "to": "kitchen"}), 2)
-                .await;
-            a.recv_type("accept").await;
+            ring(&mut a, &mut b, 1).await;
+            answer(&mut b, &mut a, 2).await;
             (a, b)
         };
         for i in 0..3 {
@@ -466,16 +450,9 @@ fn qr_codes_decode_to_the_addresses_they_stand_for() {
     });
     // The set-up page's code opens the set-up page.
     let plain = server.plain_addr();
-    let mut tcp = std::net::TcpStream::connect(plain).unwrap();
-    tcp.set_read_timeout(Some(patience())).unwrap();
-    write!(
-        tcp,
-        "GET / HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
-        plain.port()
-    )
-    .unwrap();
-    let mut page = String::new();
-    let _ = tcp.read_to_string(&mut page);
+    let (status, _, body) = plain_get(plain, "/", "");
+    assert_eq!(status, 200);
+    let page = String::from_utf8(body).unwrap();
     let start = page.find("<svg").unwrap();
     let end = page[start..].find("</svg>").unwrap() + start + 6;
     assert_eq!(
@@ -501,22 +478,20 @@ fn the_set_up_page_speaks_the_browsers_language_and_loads_only_its_own_files() {
     let server = start();
     let plain = server.plain_addr();
     let get = |target: &str, lang: &str| {
-        let mut tcp = std::net::TcpStream::connect(plain).unwrap();
-        tcp.set_read_timeout(Some(patience())).unwrap();
-        write!(
-            tcp,
-            "GET {target} HTTP/1.1\r\nHost: localhost:{}\r\nAccept-Language: {lang}\r\n\r\n",
-            plain.port()
-        )
-        .unwrap();
-        let mut raw = String::new();
-        let _ = tcp.read_to_string(&mut raw);
-        raw
+        plain_get(plain, target, &format!("Accept-Language: {lang}\r\n"))
     };
-    let ko = get("/", "ko-KR,ko;q=0.9,en;q=0.5");
-    assert!(ko.contains("<html lang=\"ko\">"));
-    let en = get("/", "en-GB,ko;q=0.5");
-    assert!(en.contains("<html lang=\"en\">"));
+    let (_, _, ko) = get("/", "ko-KR,ko;q=0.9,en;q=0.5");
+    assert!(
+        String::from_utf8(ko)
+            .unwrap()
+            .contains("<html lang=\"ko\">")
+    );
+    let (_, en, body) = get("/", "en-GB,ko;q=0.5");
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("<html lang=\"en\">")
+    );
     let https = format!("https://localhost:{}", server.addr.port());
     let wss = format!("wss://localhost:{}", server.addr.port());
     assert_eq!(
@@ -531,7 +506,7 @@ fn the_set_up_page_speaks_the_browsers_language_and_loads_only_its_own_files() {
     );
     // Its script and styles come from the plain port too; the web client does not.
     for file in ["/setup.js", "/setup.css"] {
-        assert!(get(file, "en").starts_with("HTTP/1.1 200"), "{file}");
+        assert!(get(file, "en").1.starts_with("HTTP/1.1 200"), "{file}");
     }
-    assert!(get("/status.js", "en").starts_with("HTTP/1.1 301"));
+    assert!(get("/status.js", "en").1.starts_with("HTTP/1.1 301"));
 }

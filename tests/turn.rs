@@ -6,48 +6,29 @@
 mod support;
 
 use intercomd::stun::{self, Class, Message, Writer, attr, method};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Launch, Server, patience, run};
+use support::{
+    Client, Launch, Server, free_udp_port, patience, run, turn_echo_peer, turn_entry,
+    uclient_figure,
+};
 
 /// The owner's key where a test reads `/metrics`.
 const ADMIN: &str = "owner-key-0123456789abcdef";
 
 /// A server with the relay on 127.0.0.1 (a free port) and its own relay port range.
 fn relay_server(ports: &str, extra: &[&str]) -> Server {
-    Launch::new()
-        .args([
-            "--turn",
-            "on",
-            "--turn-listen",
-            "127.0.0.1:0",
-            "--turn-ports",
-            ports,
-        ])
-        .args(extra)
-        .spawn()
+    Launch::new().turn_relay(ports).args(extra).spawn()
 }
 
-/// The TURN entry of a `registered` message: (port, username, credential).
-fn turn_entry(registered: &Value) -> (u16, String, String) {
-    let e = &registered["iceServers"][0];
-    let urls = e["urls"].as_array().expect("urls");
-    let udp = urls[0].as_str().unwrap();
-    let port = udp
-        .strip_prefix("turn:127.0.0.1:")
-        .and_then(|r| r.strip_suffix("?transport=udp"))
-        .unwrap_or_else(|| panic!("not a UDP TURN url on 127.0.0.1: {udp}"))
-        .parse()
-        .unwrap();
-    assert_eq!(urls[1], format!("turn:127.0.0.1:{port}?transport=tcp"));
-    (
-        port,
-        e["username"].as_str().unwrap().to_string(),
-        e["credential"].as_str().unwrap().to_string(),
-    )
+/// Register `name` as a tablet does: its WebSocket (its address is a permitted peer while
+/// it stays open) and the TURN entry it was offered, as [`turn_entry`].
+async fn station(server: &Server, name: &str) -> (Client, (u16, String, String)) {
+    let (ws, reg) = server.register(name).await;
+    (ws, turn_entry(&reg))
 }
 
 /// How a test client reaches the relay.
@@ -285,10 +266,8 @@ fn registered_offers_the_relay_and_a_tablet_allocates_with_it() {
 fn two_stations_relay_to_each_other_over_udp_and_tcp() {
     let server = relay_server("51010-51019", &["--admin-key", ADMIN]);
     run(async {
-        let (_door_ws, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
-        let (_kitchen_ws, reg) = server.register("kitchen").await;
-        let (_, kuser, kpass) = turn_entry(&reg);
+        let (_door_ws, (port, user, pass)) = station(&server, "door").await;
+        let (_kitchen_ws, (_, kuser, kpass)) = station(&server, "kitchen").await;
         let mut door = TurnClient::udp(port, &user, &pass);
         let mut kitchen = TurnClient::tcp(port, &kuser, &kpass);
         let door_relay = door.allocate().unwrap();
@@ -353,8 +332,7 @@ fn two_stations_relay_to_each_other_over_udp_and_tcp() {
 fn not_an_open_relay() {
     let server = relay_server("51020-51029", &[]);
     run(async {
-        let (_door_ws, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
+        let (_door_ws, (port, user, pass)) = station(&server, "door").await;
         // A wrong password gets no allocation.
         let mut bad = TurnClient::udp(port, &user, "d3JvbmcgcGFzc3dvcmQgZ3Vlc3M=");
         assert_eq!(bad.allocate(), Err(401));
@@ -384,8 +362,7 @@ fn not_an_open_relay() {
 fn a_tcp_allocation_ends_with_its_connection_and_credentials_outlive_a_disconnect() {
     let server = relay_server("51030-51039", &[]);
     run(async {
-        let (door_ws, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
+        let (door_ws, (port, user, pass)) = station(&server, "door").await;
         let mut door = TurnClient::tcp(port, &user, &pass);
         door.allocate().unwrap();
         server.wait_health(|h| h["turn_allocations"] == 1).await;
@@ -420,24 +397,6 @@ fn turn_off_offers_only_the_configured_servers() {
 }
 
 // ------------------------------------------------------------- coturn's test client
-
-/// A child process killed when dropped.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Run `turnutils_uclient` with `args` to completion (bounded); its exit status and output.
 fn uclient(args: &[&str]) -> (bool, String) {
@@ -476,71 +435,75 @@ fn uclient(args: &[&str]) -> (bool, String) {
     }
 }
 
-/// The figure after `label` in uclient's summary, e.g. "Total lost packets 0 (0.000000%)".
-fn figure(out: &str, label: &str) -> Option<u64> {
-    let at = out.rfind(label)? + label.len();
-    out[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|s| !s.is_empty())?
-        .parse()
-        .ok()
+/// Where a `turnutils_uclient` run goes: the relay on 127.0.0.1:`port`, as `user` with
+/// `pass`, towards the peer at `peer`:`peer_port`.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    port: &'a str,
+    user: &'a str,
+    pass: &'a str,
+    peer: &'a str,
+    peer_port: &'a str,
+}
+
+impl Route<'_> {
+    /// [`uclient`] sending `messages` messages along this route, with `extra` flags.
+    fn uclient(&self, messages: &str, extra: &[&str]) -> (bool, String) {
+        let mut args = vec![
+            "-u",
+            self.user,
+            "-w",
+            self.pass,
+            "-p",
+            self.port,
+            "-e",
+            self.peer,
+            "-r",
+            self.peer_port,
+            "-n",
+            messages,
+        ];
+        args.extend_from_slice(extra);
+        args.push("127.0.0.1");
+        uclient(&args)
+    }
 }
 
 #[test]
 fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
     let server = relay_server("51040-51059", &[]);
-    let peer_port = free_udp_port().to_string();
-    let _peer = Kill(
-        Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &peer_port])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnutils_peer (Debian package coturn; tests/all installs it)"),
-    );
+    let peer_port = free_udp_port();
+    let _peer = turn_echo_peer(peer_port);
+    let peer_port = peer_port.to_string();
     run(async {
         // Credentials as a tablet gets them; the WebSocket stays open, so 127.0.0.1
         // (where turnutils_peer listens) is a registered station's address.
-        let (_door, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
+        let (_door, (port, user, pass)) = station(&server, "door").await;
         let port = port.to_string();
+        let to_peer = Route {
+            port: &port,
+            user: &user,
+            pass: &pass,
+            peer: "127.0.0.1",
+            peer_port: &peer_port,
+        };
         for tcp in [false, true] {
-            let mut args = vec![
-                "-u",
-                &user,
-                "-w",
-                &pass,
-                "-p",
-                &port,
-                "-e",
-                "127.0.0.1",
-                "-r",
-                &peer_port,
-                "-n",
-                "50",
-                "-l",
-                "400",
-                "-z",
-                "5",
-                "-c",
-                "-v",
-            ];
+            let mut extra = vec!["-l", "400", "-z", "5", "-c", "-v"];
             if tcp {
-                args.push("-t");
+                extra.push("-t");
             }
-            args.push("127.0.0.1");
-            let (ok, out) = uclient(&args);
+            let (ok, out) = to_peer.uclient("50", &extra);
             let what = if tcp { "TCP" } else { "UDP" };
             assert!(ok, "uclient over {what} failed:\n{out}");
-            let sent = figure(&out, "tot_send_msgs=").unwrap_or(0);
-            let recv = figure(&out, "tot_recv_msgs=").unwrap_or(0);
+            let sent = uclient_figure(&out, "tot_send_msgs=").unwrap_or(0);
+            let recv = uclient_figure(&out, "tot_recv_msgs=").unwrap_or(0);
             assert_eq!(
                 (sent, recv),
                 (50, 50),
                 "over {what}, all messages back:\n{out}"
             );
             assert_eq!(
-                figure(&out, "Total lost packets"),
+                uclient_figure(&out, "Total lost packets"),
                 Some(0),
                 "{what}:\n{out}"
             );
@@ -548,44 +511,22 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
         // A wrong password: no allocation, nothing relayed. (The UDP run's allocation
         // stays until its lifetime ends; the TCP run's went with its connection.)
         let before = server.health().await["turn_allocations"].clone();
-        let (ok, out) = uclient(&[
-            "-u",
-            &user,
-            "-w",
-            "wrong",
-            "-p",
-            &port,
-            "-e",
-            "127.0.0.1",
-            "-r",
-            &peer_port,
-            "-n",
-            "5",
-            "-c",
-            "127.0.0.1",
-        ]);
+        let wrong = Route {
+            pass: "wrong",
+            ..to_peer
+        };
+        let (ok, out) = wrong.uclient("5", &["-c"]);
         assert!(
-            !ok || figure(&out, "tot_recv_msgs=").unwrap_or(0) == 0,
+            !ok || uclient_figure(&out, "tot_recv_msgs=").unwrap_or(0) == 0,
             "wrong password relayed:\n{out}"
         );
         assert_eq!(server.health().await["turn_allocations"], before);
         // A peer address with no station behind it: the permission is refused (403).
-        let (ok, out) = uclient(&[
-            "-u",
-            &user,
-            "-w",
-            &pass,
-            "-p",
-            &port,
-            "-e",
-            "10.9.8.7",
-            "-r",
-            &peer_port,
-            "-n",
-            "5",
-            "-c",
-            "127.0.0.1",
-        ]);
+        let nobody = Route {
+            peer: "10.9.8.7",
+            ..to_peer
+        };
+        let (ok, out) = nobody.uclient("5", &["-c"]);
         assert!(!ok, "a permission towards 10.9.8.7 was granted:\n{out}");
         assert!(out.contains("403"), "no 403 in:\n{out}");
     });
@@ -595,8 +536,7 @@ fn coturn_uclient_relays_through_intercomd_over_udp_and_tcp() {
 fn one_address_holds_at_most_16_tcp_clients() {
     let server = relay_server("51060-51069", &[]);
     run(async {
-        let (_door, reg) = server.register("door").await;
-        let (port, user, pass) = turn_entry(&reg);
+        let (_door, (port, user, pass)) = station(&server, "door").await;
         let binding = |c: &mut TurnClient| {
             let mut w = Writer::new(method::BINDING, Class::Request, [3; 12]);
             w.fingerprint();

@@ -151,6 +151,25 @@ impl Launch {
         self
     }
 
+    /// A benchmark's server: the server's default log level, and pinned to CPU 0 when
+    /// this process is `pinned` to CPU 1 (see [`pin_self`]).
+    pub fn bench(self, pinned: bool) -> Launch {
+        self.log_level(None).pinned(pinned.then_some(0))
+    }
+
+    /// The TURN relay on, on 127.0.0.1 (a free port), relaying from the port range
+    /// `ports` (e.g. "51000-51009").
+    pub fn turn_relay(self, ports: &str) -> Launch {
+        self.args([
+            "--turn",
+            "on",
+            "--turn-listen",
+            "127.0.0.1:0",
+            "--turn-ports",
+            ports,
+        ])
+    }
+
     /// Copy log lines containing any of these words to stderr (`INTERCOMD_TEST_LOG`
     /// copies every line).
     pub fn echo(mut self, words: &'static [&'static str]) -> Launch {
@@ -306,6 +325,68 @@ pub fn clock_ticks_per_s() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// A child process, killed (and reaped) when dropped.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// coturn's `turnutils_peer` on 127.0.0.1:`port`, echoing what a TURN client relays to it.
+pub fn turn_echo_peer(port: u16) -> Kill {
+    Kill(
+        Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer (Debian package coturn; tests/all installs it)"),
+    )
+}
+
+/// The figure after `label` in `turnutils_uclient`'s output, e.g. "Total lost packets 0
+/// (0.000000%)".
+pub fn uclient_figure(out: &str, label: &str) -> Option<u64> {
+    let at = out.rfind(label)? + label.len();
+    out[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())?
+        .parse()
+        .ok()
+}
+
+/// The TURN entry of a `registered` message from a server relaying on 127.0.0.1 (see
+/// [`Launch::turn_relay`]): (port, username, credential).
+pub fn turn_entry(registered: &Value) -> (u16, String, String) {
+    let e = &registered["iceServers"][0];
+    let urls = e["urls"].as_array().expect("urls");
+    let udp = urls[0].as_str().unwrap();
+    let port = udp
+        .strip_prefix("turn:127.0.0.1:")
+        .and_then(|r| r.strip_suffix("?transport=udp"))
+        .unwrap_or_else(|| panic!("not a UDP TURN url on 127.0.0.1: {udp}"))
+        .parse()
+        .unwrap();
+    assert_eq!(urls[1], format!("turn:127.0.0.1:{port}?transport=tcp"));
+    (
+        port,
+        e["username"].as_str().unwrap().to_string(),
+        e["credential"].as_str().unwrap().to_string(),
+    )
+}
+
 /// Start the server with short test intervals plus `args` (later flags win).
 pub fn start_server(args: &[&str]) -> Server {
     Launch::new().args(args).spawn()
@@ -440,6 +521,31 @@ impl Server {
             "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
         ))
         .await
+    }
+
+    /// GET `path` and assert a 200 with this `Content-Type`; (head, body).
+    pub async fn get_ok(&self, path: &str, content_type: &str) -> (String, Vec<u8>) {
+        let (status, head, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {head}");
+        assert_eq!(header(&head, "content-type"), Some(content_type), "{path}");
+        (head, body)
+    }
+
+    /// Register each of `names` in turn, as [`Server::register`] does; their clients.
+    /// The arrival of each is announced to those before it, left unread.
+    pub async fn stations<const N: usize>(&self, names: [&str; N]) -> [Client; N] {
+        let mut clients = Vec::with_capacity(N);
+        for name in names {
+            clients.push(self.register(name).await.0);
+        }
+        clients.try_into().unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Wait until `/healthz` counts `connections` connections, then assert that `peers`
+    /// of them are registered.
+    pub async fn wait_connections(&self, connections: u64, peers: u64) {
+        let h = self.wait_health(|h| h["connections"] == connections).await;
+        assert_eq!(h["peers"], peers, "{h}");
     }
 
     /// `/healthz` as JSON.
@@ -602,6 +708,30 @@ impl Drop for Server {
             end(&mut c);
         }
     }
+}
+
+/// One request on a plain-HTTP port (`--http-listen`), read until the server closes;
+/// (status, head, body).
+pub fn plain_http(addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(patience())).unwrap();
+    std::io::Write::write_all(&mut tcp, request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut tcp, &mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, raw[split..].to_vec())
+}
+
+/// GET `target` on a plain-HTTP port with `Host: localhost:<port>` and these extra header
+/// lines (each ending in CRLF); (status, head, body).
+pub fn plain_get(addr: SocketAddr, target: &str, headers: &str) -> (u16, String, Vec<u8>) {
+    let port = addr.port();
+    plain_http(
+        addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: localhost:{port}\r\n{headers}\r\n"),
+    )
 }
 
 /// Read a response head (up to the blank line) from `io`; (status, head).
@@ -827,6 +957,19 @@ impl Client {
             assert!(is_presence(&m), "{}: unexpected {m}", self.name);
         }
     }
+
+    /// Send `msg` as request `id` and assert the server acknowledges exactly it.
+    pub async fn acked(&mut self, msg: Value, id: u32) {
+        let got = self.request(msg, id).await;
+        assert_eq!(got, json!({"type": "ack", "id": id}), "{}", self.name);
+    }
+
+    /// Send `msg` as request `id` and assert the server refuses it with exactly
+    /// [`error`]`(Some(id), code)`.
+    pub async fn refused(&mut self, msg: Value, id: u32, code: &str) {
+        let got = self.request(msg, id).await;
+        assert_eq!(got, error(Some(id), code), "{}", self.name);
+    }
 }
 
 /// A presence update: one peer's status, or the whole list that replaces dropped ones.
@@ -839,21 +982,35 @@ pub fn run<F: std::future::Future<Output = ()>>(f: F) {
     smol::block_on(f)
 }
 
+/// `caller` calls `callee` as request `id`, which is acknowledged, and `callee` receives
+/// exactly that call (presence noise skipped).
+pub async fn ring(caller: &mut Client, callee: &mut Client, id: u32) {
+    acked_and_delivered(caller, callee, "call", id).await;
+}
+
+/// `callee` accepts `caller`'s call as request `id`, which is acknowledged, and `caller`
+/// receives exactly that accept (presence noise skipped).
+pub async fn answer(callee: &mut Client, caller: &mut Client, id: u32) {
+    acked_and_delivered(callee, caller, "accept", id).await;
+}
+
+/// `from` sends a `ty` message to `to` as request `id`, which is acknowledged, and `to`
+/// receives exactly `{"type": ty, "from": ...}`.
+async fn acked_and_delivered(from: &mut Client, to: &mut Client, ty: &str, id: u32) {
+    from.acked(json!({"type": ty, "to": to.name}), id).await;
+    assert_eq!(
+        to.recv_type(ty).await,
+        json!({"type": ty, "from": from.name}),
+        "{}",
+        to.name
+    );
+}
+
 /// Register `a` and `b` and put them in an accepted call (presence noise drained).
 pub async fn call_pair(server: &Server, a: &str, b: &str) -> (Client, Client) {
     let (mut ca, _) = server.register(a).await;
     let (mut cb, _) = server.register(b).await;
-    let ack = ca.request(json!({"type": "call", "to": b}), 1).await;
-    assert_eq!(ack, json!({"type": "ack", "id": 1}));
-    assert_eq!(
-        cb.recv_type("call").await,
-        json!({"type": "call", "from": a})
-    );
-    let ack = cb.request(json!({"type": "accept", "to": a}), 2).await;
-    assert_eq!(ack, json!({"type": "ack", "id": 2}));
-    assert_eq!(
-        ca.recv_type("accept").await,
-        json!({"type": "accept", "from": b})
-    );
+    ring(&mut ca, &mut cb, 1).await;
+    answer(&mut cb, &mut ca, 2).await;
     (ca, cb)
 }
