@@ -349,3 +349,43 @@ fn the_server_certificate_renews_itself_while_running() {
         ring(&mut door, &mut kitchen, 1).await;
     });
 }
+
+#[test]
+fn the_server_chooses_the_cipher_not_the_client() {
+    let server = start_server(&[]);
+    // The client puts AES-256-GCM first, as OpenSSL's own default does; the server
+    // answers with the one of AES-128-GCM and ChaCha20-Poly1305 its CPU seals faster.
+    let tls = connect_with(&server, |b| {
+        b.set_ciphersuites(
+            "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+        )
+        .unwrap();
+    })
+    .unwrap();
+    let chosen = tls.ssl().current_cipher().map(|c| c.name());
+    assert!(
+        matches!(
+            chosen,
+            Some("TLS_AES_128_GCM_SHA256" | "TLS_CHACHA20_POLY1305_SHA256")
+        ),
+        "TLS 1.3 suite {chosen:?}"
+    );
+    // The same under TLS 1.2.
+    let tls = connect_with(&server, |b| {
+        b.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+        b.set_cipher_list(
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:\
+             ECDHE-ECDSA-AES128-GCM-SHA256",
+        )
+        .unwrap();
+    })
+    .unwrap();
+    let chosen = tls.ssl().current_cipher().map(|c| c.name());
+    assert!(
+        matches!(
+            chosen,
+            Some("ECDHE-ECDSA-AES128-GCM-SHA256" | "ECDHE-ECDSA-CHACHA20-POLY1305")
+        ),
+        "TLS 1.2 suite {chosen:?}"
+    );
+}
