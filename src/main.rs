@@ -64,7 +64,7 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
 
     // The one executor lives as long as the process; tasks borrow it to spawn more.
     let ex: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
-    run_here(ex, async {
+    smol::block_on(ex.run(async {
         let listener = smol::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -130,31 +130,6 @@ fn serve(cfg: Config, started: Instant) -> Result<(), String> {
         server::run(ex, server.clone(), listener, plain).await;
         notifier.notify("STOPPING=1");
         Ok(())
-    })
-}
-
-/// Tasks run between two looks at the reactor while there is work.
-const TASKS_PER_TURN: usize = 64;
-
-/// Run `ex`'s tasks on this thread until `main` ends, looking at the reactor (without
-/// waiting) every [`TASKS_PER_TURN`] tasks. async-io's helper thread takes the reactor
-/// whenever it has not turned for 50 µs; under load it would then hand every wake-up over
-/// to this thread (a futex and two context switches on the same core) instead of this
-/// thread finding them itself (see BENCHMARKS.md).
-fn run_here<T>(ex: &LocalExecutor<'_>, main: impl std::future::Future<Output = T>) -> T {
-    use futures_lite::FutureExt;
-    smol::block_on(main.or(async {
-        loop {
-            let mut ran = 0;
-            while ran < TASKS_PER_TURN && ex.try_tick() {
-                ran += 1;
-            }
-            if ran == TASKS_PER_TURN {
-                futures_lite::future::yield_now().await;
-            } else {
-                ex.tick().await;
-            }
-        }
     }))
 }
 
