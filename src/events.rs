@@ -27,8 +27,6 @@ pub struct Event {
 #[derive(Debug)]
 pub struct Events {
     ring: heapless::Deque<Event, KEPT>,
-    /// Events ever recorded, so a reader can tell what is new since it last looked.
-    total: u64,
 }
 
 impl Default for Events {
@@ -41,7 +39,6 @@ impl Events {
     pub const fn new() -> Events {
         Events {
             ring: heapless::Deque::new(),
-            total: 0,
         }
     }
 
@@ -60,16 +57,11 @@ impl Events {
             level,
             text: line,
         });
-        self.total += 1;
     }
 
     /// Oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &Event> {
         self.ring.iter()
-    }
-
-    pub fn total(&self) -> u64 {
-        self.total
     }
 }
 
@@ -98,7 +90,6 @@ mod tests {
         for i in 0..(KEPT + 50) {
             e.record(i as u64, 3, &format!("line {i}"));
         }
-        assert_eq!(e.total(), (KEPT + 50) as u64);
         assert_eq!(e.iter().count(), KEPT);
         assert_eq!(e.iter().next().unwrap().text, "line 50");
         assert_eq!(

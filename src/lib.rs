@@ -6,19 +6,19 @@
 
 pub(crate) mod clock;
 pub mod config;
-pub mod events;
+pub(crate) mod events;
 pub mod http;
 pub mod logging;
-pub mod metrics;
-pub mod mobileconfig;
+pub(crate) mod metrics;
+pub(crate) mod mobileconfig;
 pub mod notify;
-pub mod owner;
+pub(crate) mod owner;
 pub(crate) mod peers;
 pub mod protocol;
 pub(crate) mod relay;
 pub mod server;
 pub mod session;
-pub mod setup;
+pub(crate) mod setup;
 pub(crate) mod slots;
 pub mod stations;
 pub mod stun;
