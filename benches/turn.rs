@@ -208,7 +208,7 @@ fn coturn_run(pinned: bool, peer_port: u16, messages: &str) -> Run {
         .unwrap()
         .as_secs();
     let creds: Vec<_> = (0..STATIONS)
-        .map(|i| intercomd::turn::credentials(secret.as_bytes(), &format!("bench{i}"), unix))
+        .map(|i| intercomd::stations::credentials(secret.as_bytes(), &format!("bench{i}"), unix))
         .collect();
     load(coturn.0.id(), port, peer_port, &creds, messages)
 }

@@ -192,7 +192,7 @@ where
             "http-listen" => c.http_listen = Some(addr(flag, &value()?)?),
             "allow-origin" => {
                 let v = value()?;
-                let o = crate::http::normalize_origin(&v)
+                let o = crate::origin::normalize_origin(&v)
                     .ok_or_else(|| format!("--allow-origin {v}: expected https://host[:port]"))?;
                 c.allow_origin.push(o);
             }

@@ -12,6 +12,7 @@ pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod mobileconfig;
 pub mod notify;
+pub mod origin;
 pub(crate) mod owner;
 pub(crate) mod peers;
 pub mod protocol;

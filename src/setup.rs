@@ -85,7 +85,7 @@ pub fn lang(accept_language: Option<&str>) -> &'static str {
 
 /// Fill in the template's `{https}`, `{setup}`, `{lang}`, `{fingerprint}` and `{qr}`.
 /// Every value is made of characters HTML reads as text: the origin comes from a `Host`
-/// that `http::valid_host` accepted, the fingerprint is hex and colons, the QR code is
+/// that `origin::valid_host` accepted, the fingerprint is hex and colons, the QR code is
 /// markup made here.
 pub fn fill(template: &str, p: &Page) -> String {
     let qr = qr_svg(p.setup_url).unwrap_or_default();

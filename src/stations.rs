@@ -14,6 +14,23 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+/// How far in the future the timestamp in a TURN username is put.
+pub const CREDENTIAL_TTL: u64 = 86400;
+
+/// The TURN username and password a station is given at `unix` (the TURN REST form:
+/// `expiry:station`, and the HMAC-SHA1 of it under the relay's secret).
+pub fn credentials(secret: &[u8], station: &str, unix: u64) -> (String, String) {
+    let user = format!("{}:{station}", unix + CREDENTIAL_TTL);
+    let pass = password(secret, &user);
+    (user, pass)
+}
+
+/// The password that goes with a TURN `user` under `secret`.
+pub(crate) fn password(secret: &[u8], user: &str) -> String {
+    let mac = crate::stun::hmac_sha1(secret, &[user.as_bytes()]).unwrap_or([0; 20]);
+    openssl::base64::encode_block(&mac)
+}
+
 /// How long a station's relay credentials outlive its connection.
 pub const LEFT_GRACE: Duration = Duration::from_secs(60);
 
@@ -149,7 +166,7 @@ impl Stations {
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let (user, pass) = crate::turn::credentials(&relay.secret, &name, unix);
+        let (user, pass) = credentials(&relay.secret, &name, unix);
         crate::protocol::with_turn(base, &[&udp, &tcp], &user, &pass)
     }
 

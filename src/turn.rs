@@ -16,7 +16,7 @@
 //!   (508), lifetimes cut to [`MAX_LIFETIME`], a byte rate per allocation and direction.
 
 use crate::peers::ConnId;
-use crate::stations::{Presence, Stations, canonical};
+use crate::stations::{Presence, Stations, canonical, password};
 use crate::stun::{self, Class, Message, Writer, attr, method};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -39,8 +39,6 @@ pub const NONCE_LIFETIME: u64 = 600;
 pub const MAX_PERMISSIONS: usize = 16;
 /// Channels per allocation.
 pub const MAX_CHANNELS: usize = 16;
-/// How far in the future the timestamp in a username is put.
-pub const CREDENTIAL_TTL: u64 = 86400;
 
 /// A byte bucket holds a quarter second of the cap (and one packet at least).
 const BURST_DIV: u64 = 4;
@@ -224,18 +222,6 @@ pub struct Table {
     /// check of a peer on this host costs a compare or two; `None` when there are more
     /// than fit, and then the table is scanned.
     relay_ips: Option<heapless::Vec<IpAddr, 4>>,
-}
-
-/// The username and password a station is given at `unix` (TURN REST form).
-pub fn credentials(secret: &[u8], station: &str, unix: u64) -> (String, String) {
-    let user = format!("{}:{station}", unix + CREDENTIAL_TTL);
-    let pass = password(secret, &user);
-    (user, pass)
-}
-
-fn password(secret: &[u8], user: &str) -> String {
-    let mac = stun::hmac_sha1(secret, &[user.as_bytes()]).unwrap_or([0; 20]);
-    openssl::base64::encode_block(&mac)
 }
 
 /// A username's expiry and station name.
@@ -795,6 +781,7 @@ struct Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stations::{CREDENTIAL_TTL, credentials};
 
     const SECRET: [u8; 32] = [9; 32];
     const UNIX: u64 = 1_800_000_000;

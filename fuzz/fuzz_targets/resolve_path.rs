@@ -2,7 +2,8 @@
 //! origin normalization never panics and is idempotent.
 #![no_main]
 
-use intercomd::http::{normalize_origin, resolve_path};
+use intercomd::http::resolve_path;
+use intercomd::origin::normalize_origin;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
