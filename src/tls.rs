@@ -211,12 +211,12 @@ pub fn acceptor(chain: &[X509], key: &PKey<Private>) -> Result<SslAcceptor, TlsE
 }
 
 /// Whether this CPU seals TLS records faster with ChaCha20-Poly1305 than with AES-128-GCM,
-/// timed once per process (best of three 16 KiB runs each, well under a millisecond on
-/// a Raspberry Pi). Every record a tablet sends or receives is sealed or opened on the
+/// timed once per process (best of three runs of 16 KiB each: a few milliseconds at most
+/// on the slowest Pi). Every record a tablet sends or receives is sealed or opened on the
 /// appliance's one core, so the appliance's speed decides, not the tablet's: a Pi 3 or
 /// Pi 4 has no AES instructions and runs ChaCha20 several times faster, a Pi 5 or an
-/// x86 machine may go either way (BENCHMARKS.md, "Cipher"). Both are TLS 1.3 suites
-/// every browser offers.
+/// x86 machine may go either way (BENCHMARKS.md, "The architecture change, before and
+/// after"). Both are TLS 1.3 suites every browser offers.
 pub fn chacha_is_faster() -> bool {
     static FASTER: OnceLock<bool> = OnceLock::new();
     *FASTER.get_or_init(|| {
