@@ -1,18 +1,16 @@
 //! Time on the one thread: the single way anything here waits with a limit.
 
 use futures_lite::FutureExt;
+use futures_util::FutureExt as _;
 use smol::Timer;
 use std::time::Duration;
 
 /// `Some(value)` when `fut` finishes within `d`, `None` when the time ran out first (and
-/// `fut` is dropped).
-pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    async { Some(fut.await) }
-        .or(async {
-            Timer::after(d).await;
-            None
-        })
-        .await
+/// `fut` is dropped). Combinators, not an `async fn`: a future handed to an `async fn` is
+/// stored twice in its state (as the argument and as what it awaits), and a connection's
+/// task nests several of these.
+pub fn timeout<F: Future>(d: Duration, fut: F) -> impl Future<Output = Option<F::Output>> {
+    fut.map(Some).or(Timer::after(d).map(|_| None))
 }
 
 #[cfg(test)]
