@@ -139,7 +139,8 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut Vec<u8>,
 ) -> Result<(Head, usize), HeadError> {
-    let mut chunk = [0u8; 2048];
+    // On the heap: an array would sit in the state of every connection's task.
+    let mut chunk = vec![0u8; 2048];
     loop {
         if let Some(done) = parse_head(buf)? {
             return Ok(done);
@@ -162,7 +163,7 @@ pub async fn read_more<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
-    let mut chunk = [0u8; 2048];
+    let mut chunk = vec![0u8; 2048];
     let n = io.read(&mut chunk).await?;
     buf.extend_from_slice(&chunk[..n]);
     Ok(n)

@@ -11,7 +11,7 @@ use crate::clock::timeout;
 use crate::config::Config;
 use crate::peers::{ConnId, Peer, Peers, fresh_token};
 use crate::protocol::{ErrorCode, Health, MAX_WRONG_KEYS, ServerMsg};
-use crate::relay::{self, Ctx, Effect, Effects, Inbound, To};
+use crate::relay::{self, Ctx, Effect, Effects, Inbound, Outcome, To};
 use crate::slots::Slot;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
@@ -755,14 +755,21 @@ impl<'a> Session<'a> {
             fresh_token: &fresh_token,
         };
         let inbound = Inbound { text, over_rate };
-        let out = relay::handle(
+        // Taken apart at once: only what is used after an `.await` is kept in the session's
+        // state, not the whole outcome with its effects.
+        let Outcome {
+            reply,
+            effects,
+            wrong_key,
+            happened,
+        } = relay::handle(
             &mut hub.peers.borrow_mut(),
             &ctx,
             self.conn,
             &self.link,
             inbound,
         );
-        hub.metrics.happened(out.happened);
+        hub.metrics.happened(happened);
         let was_registered = self.registered;
         self.registered = hub.peers.borrow().by_conn(self.conn).is_some();
         if self.registered != was_registered {
@@ -771,11 +778,11 @@ impl<'a> Session<'a> {
         if let (false, Some(p)) = (was_registered, hub.peers.borrow().by_conn(self.conn)) {
             hub.stations.online(self.conn, &p.name, self.peer); // TURN: a station's address
         }
-        if out.happened.starts_ring() {
+        if happened.starts_ring() {
             let _ = hub.rings.0.try_send(());
         }
-        hub.deliver(out.effects);
-        if let Some(reply) = out.reply {
+        hub.deliver(effects);
+        if let Some(reply) = reply {
             // What was queued for this connection, by this message too (a presence
             // update about its own call), leaves before the answer, as it was decided.
             if let Ok(queued) = self.outbox.try_recv() {
@@ -783,7 +790,7 @@ impl<'a> Session<'a> {
             }
             self.feed(ws, Message::text(reply)).await?;
         }
-        if out.wrong_key {
+        if wrong_key {
             self.wrong_keys += 1;
             if let Some(n) = hub.key_refusals.borrow_mut().count(self.peer, now) {
                 log::warn!(
@@ -908,7 +915,8 @@ where
 /// Read and drop what a client that broke the protocol still sends, until it closes, goes
 /// quiet for [`LINGER_QUIET`] or has sent [`LINGER_BYTES`] (all within the close grace).
 async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
-    let mut buf = [0u8; 4096];
+    // On the heap: an array here would sit in every session's state, lingering or not.
+    let mut buf = vec![0u8; 4096];
     let mut total = 0;
     while total < LINGER_BYTES {
         match timeout(LINGER_QUIET, io.read(&mut buf)).await {
