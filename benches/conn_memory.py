@@ -16,9 +16,11 @@ def status(pid):
     return {k: int(re.search(rf"^{k}:\s+(\d+)", text, re.M).group(1)) for k in ("VmRSS", "RssAnon")}
 
 
-def start(binary, state):
+def start(binary, state, n):
+    # All N come from one address and stay unregistered (the TLS half): allow them.
     p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--state-dir", state,
-                          "--log-level", "info"], stderr=subprocess.PIPE, text=True)
+                          "--max-per-ip", str(n), "--turn", "off", "--log-level", "info"],
+                         stderr=subprocess.PIPE, text=True)
     for line in p.stderr:
         m = re.search(r"listening on (\S+):(\d+)", line)
         if m:
@@ -56,7 +58,7 @@ def websocket(port, ctx, name):
 
 def measure(binary, n, what, tls12):
     with tempfile.TemporaryDirectory() as state:
-        p, port = start(binary, state)
+        p, port = start(binary, state, n)
         try:
             ctx = ssl.create_default_context(cafile=os.path.join(state, "ca.crt"))
             if tls12:
