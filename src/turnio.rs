@@ -407,7 +407,9 @@ impl Relay {
                     let mut w = Writer::new(method::DATA, Class::Indication, tid());
                     w.xor_address(attr::XOR_PEER_ADDRESS, peer)
                         .attr(attr::DATA, &buf[HEADROOM..HEADROOM + n]);
-                    data_indication = w;
+                    // Boxed: it lives across the send below, and 2 KiB of writer in
+                    // this task's state would cost every allocation that much, always.
+                    data_indication = Box::new(w);
                     match data_indication.finish() {
                         Some(b) => b,
                         None => continue,
