@@ -217,7 +217,7 @@ pub fn acceptor(chain: &[X509], key: &PKey<Private>) -> Result<SslAcceptor, TlsE
 /// Pi 4 has no AES instructions and runs ChaCha20 several times faster, a Pi 5 or an
 /// x86 machine may go either way (BENCHMARKS.md, "The architecture change, before and
 /// after"). Both are TLS 1.3 suites every browser offers.
-pub fn chacha_is_faster() -> bool {
+fn chacha_is_faster() -> bool {
     static FASTER: OnceLock<bool> = OnceLock::new();
     *FASTER.get_or_init(|| {
         let (chacha, aes) = (0..3).fold((Duration::MAX, Duration::MAX), |(c, a), _| {
