@@ -112,9 +112,13 @@ pub async fn run<'ex>(
     let hub = server.hub.clone();
     ex.spawn(async move { hub.ring_clock().await }).detach();
     let hub = &server.hub;
-    accept_loop(ex, server.clone(), listener)
-        .or(hub.stopped())
-        .await;
+    // Its own task, polled only when the listener or a slot wakes it. `block_on` polls
+    // the future it runs at every wake-up of the executor, and async-io's `accept`
+    // takes any poll after the first for readiness: a loop in here would call `accept4`
+    // and re-arm the listener at every turn of the relay.
+    let accepting = ex.spawn(accept_loop(ex, server.clone(), listener));
+    hub.stopped().await;
+    accepting.cancel().await;
     log::info!("shutting down: closing {} connections", hub.websockets());
     let _ = timeout(SHUTDOWN_GRACE, hub.all_closed()).await;
 }
@@ -181,7 +185,12 @@ async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, server: Rc<Server>, liste
 /// to a WebSocket or the connection ends.
 async fn connection(server: &Server, tcp: TcpStream, slot: &Slot) {
     let handshake = server.hub.cfg.handshake_timeout;
-    let tls = match timeout(handshake, server.acceptor.accept(tcp)).await {
+    let tls = match timeout(
+        handshake,
+        server.acceptor.accept(crate::tlsio::Socket::from(tcp)),
+    )
+    .await
+    {
         Some(Ok(tls)) => tls,
         Some(Err(e)) => return log::debug!("{}: TLS handshake failed: {e}", slot.ip()),
         None => return log::debug!("{}: TLS handshake timed out", slot.ip()),
