@@ -24,7 +24,9 @@ use smol::Timer;
 use smol::channel::{self, Receiver, Sender};
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// How long a closing connection may take to flush its last frames and close handshake.
@@ -518,7 +520,8 @@ struct Session<'a> {
     conn: ConnId,
     peer: IpAddr,
     link: Link,
-    outbox: Receiver<Utf8Bytes>,
+    /// Pinned: it is polled as a stream, whose listener lives inside it.
+    outbox: Pin<Box<Receiver<Utf8Bytes>>>,
     kicks: Receiver<Kick>,
     /// Outbox bytes fed to the WebSocket since the last flush.
     unflushed: usize,
@@ -590,7 +593,7 @@ impl<'a> Session<'a> {
                 budget: cfg.outbox_bytes,
                 total: hub.queued_total.clone(),
             },
-            outbox,
+            outbox: Box::pin(outbox),
             kicks,
             unflushed: 0,
             unflushed_any: false,
@@ -613,6 +616,9 @@ impl<'a> Session<'a> {
         // registering a timer with the reactor on every wait would cost more than the
         // message it waits for.
         let mut clock = Clock::new(self.next_wake());
+        // Made once for the whole session, so its listeners stay registered.
+        let kicks = self.kicks.clone();
+        let mut interrupted = pin!(interrupted(&kicks, self.hub, self.slot));
         loop {
             // What is ready now is handled before anything is flushed, so replies and
             // relays that pile up leave together: one TLS record, one send. A connection
@@ -632,7 +638,7 @@ impl<'a> Session<'a> {
                     return end;
                 }
             }
-            let event = self.next_event(ws, &mut clock).await;
+            let event = self.next_event(ws, &mut clock, interrupted.as_mut()).await;
             let step = match event {
                 Event::Ended(end) => Err(end),
                 Event::Frame(None) => Err(End::Gone),
@@ -648,44 +654,34 @@ impl<'a> Session<'a> {
     }
 
     /// The next thing to happen. Queued messages come first, so what others sent is
-    /// written before the next frame is read.
-    async fn next_event<S>(&self, ws: &mut WebSocketStream<S>, clock: &mut Clock) -> Event
+    /// written before the next frame is read. Polls what it waits on in place: the
+    /// outbox's listener and `interrupted` stay registered from one wait to the next, so
+    /// a wait costs no allocation and no trip through a shared listener list.
+    fn next_event<'w, S>(
+        &'w mut self,
+        ws: &'w mut WebSocketStream<S>,
+        clock: &'w mut Clock,
+        mut interrupted: Pin<&'w mut impl Future<Output = End>>,
+    ) -> impl Future<Output = Event> + 'w
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        async {
-            match self.outbox.recv().await {
-                Ok(text) => Event::Queued(text),
-                Err(_) => Event::Ended(End::Shutdown),
+        future::poll_fn(move |cx| {
+            if let Poll::Ready(queued) = self.outbox.as_mut().poll_next(cx) {
+                return Poll::Ready(queued.map_or(Event::Ended(End::Shutdown), Event::Queued));
             }
-        }
-        .or(async { Event::Ended(self.interrupted().await) })
-        .or(async { Event::Frame(ws.next().await) })
-        .or(async {
-            (&mut clock.timer).await;
-            clock.at = None;
-            Event::Tick
-        })
-        .await
-    }
-
-    /// What ends a session from outside: a kick, shutdown or an eviction.
-    async fn interrupted(&self) -> End {
-        async {
-            match self.kicks.recv().await {
-                Ok(k) => End::Kicked(k),
-                Err(_) => End::Shutdown,
+            if let Poll::Ready(end) = interrupted.as_mut().poll(cx) {
+                return Poll::Ready(Event::Ended(end));
             }
-        }
-        .or(async {
-            self.hub.stopped().await;
-            End::Shutdown
+            if let Poll::Ready(frame) = ws.poll_next(cx) {
+                return Poll::Ready(Event::Frame(frame));
+            }
+            if Pin::new(&mut clock.timer).poll(cx).is_ready() {
+                clock.at = None;
+                return Poll::Ready(Event::Tick);
+            }
+            Poll::Pending
         })
-        .or(async {
-            self.slot.evicted().await;
-            End::Evicted
-        })
-        .await
     }
 
     /// The earliest of the next ping, the idle deadline and the register deadline.
@@ -873,8 +869,7 @@ impl<'a> Session<'a> {
     /// Resolves with how the session ends while a write is stuck: interrupted, or idle.
     async fn stalled(&self) -> Result<(), End> {
         let idle_at = self.last_rx + self.hub.cfg.idle_timeout;
-        let end = self
-            .interrupted()
+        let end = interrupted(&self.kicks, self.hub, self.slot)
             .or(async {
                 Timer::at(idle_at).await;
                 End::Idle
@@ -882,6 +877,25 @@ impl<'a> Session<'a> {
             .await;
         Err(end)
     }
+}
+
+/// What ends a session from outside: a kick, shutdown or an eviction.
+async fn interrupted(kicks: &Receiver<Kick>, hub: &Hub, slot: &Slot) -> End {
+    async {
+        match kicks.recv().await {
+            Ok(k) => End::Kicked(k),
+            Err(_) => End::Shutdown,
+        }
+    }
+    .or(async {
+        hub.stopped().await;
+        End::Shutdown
+    })
+    .or(async {
+        slot.evicted().await;
+        End::Evicted
+    })
+    .await
 }
 
 /// Say goodbye with the close frame `end` calls for (or flush the answer the library
