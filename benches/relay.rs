@@ -5,10 +5,14 @@
 //!   cargo bench --bench relay               N = 16, 64, 256 (builds a 256-peer server into
 //!                                           target/cap256 with INTERCOMD_CAPACITY=256)
 //!   cargo bench --bench relay -- --quick    N = 16, 64, short phases (CI, under a minute)
+//!   cargo bench --bench relay -- --peers 64 --light-rate 50000
+//!                                           only N = 64, the paced phase at 50,000 msgs/s
 //!
 //! Per N: connect + TLS + register time for all peers; `signal` relay latency (one way,
-//! sender's clock to receiver's clock, both in this process) at light load (about 1,000
-//! messages/s offered in total) and at full load (every peer sends to its call partner as
+//! sender's clock to receiver's clock, both in this process) and server CPU per message
+//! at light load (1,000 messages/s offered in total, or `--light-rate`: every sender on
+//! its own fixed schedule, so two servers are compared at the same offered load) and at
+//! full load (every peer sends to its call partner as
 //! fast as a window of 16 unanswered messages allows); throughput and server CPU per
 //! relayed message (utime+stime from /proc/<pid>/stat) over the full-load window; server
 //! RSS idle, with N peers and peak, and its threads. Also: time to listening with an
@@ -51,6 +55,8 @@ struct Plan {
     quick: bool,
     sizes: Vec<usize>,
     light: Duration,
+    /// Messages per second offered in total at light load (`--light-rate`).
+    light_rate: f64,
     warmup: Duration,
     window: Duration,
     starts: usize,
@@ -64,6 +70,7 @@ impl Plan {
                 quick,
                 sizes: vec![16, 64],
                 light: Duration::from_secs(2),
+                light_rate: LIGHT_RATE,
                 warmup: Duration::from_millis(300),
                 window: Duration::from_millis(1500),
                 starts: 3,
@@ -74,6 +81,7 @@ impl Plan {
                 quick,
                 sizes: vec![16, 64, 256],
                 light: Duration::from_secs(5),
+                light_rate: LIGHT_RATE,
                 warmup: Duration::from_millis(500),
                 window: Duration::from_secs(5),
                 starts: 7,
@@ -97,6 +105,15 @@ fn main() {
         .and_then(|i| args.get(i + 1))
     {
         plan.sizes = list.split(',').filter_map(|n| n.parse().ok()).collect();
+    }
+    // `--light-rate 50000`: a paced load to compare servers' CPU at the same offered
+    // load (at full load the figure also moves with how the client's sends cluster).
+    if let Some(rate) = args
+        .iter()
+        .position(|a| a == "--light-rate")
+        .and_then(|i| args.get(i + 1))
+    {
+        plan.light_rate = rate.parse().expect("--light-rate: messages per second");
     }
     // native-tls loads the system CA bundle for every client connection, which would
     // dominate the connect figures; only the server's own CA is trusted here anyway.
@@ -349,7 +366,7 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
         .map(|t| {
             let mine: Vec<usize> = (0..pairs).filter(|p| p % threads == t).collect();
             let ctl = ctl.clone();
-            let light_gap = Duration::from_secs_f64(n as f64 / LIGHT_RATE);
+            let light_gap = Duration::from_secs_f64(n as f64 / plan.light_rate);
             let light = plan.light;
             std::thread::spawn(move || client_thread(&ctl, &mine, light_gap, light))
         })
@@ -365,7 +382,9 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
     let server_threads = server.status_kb("Threads");
     // C: calls set up. D: light load done.
     ctl.barrier.wait();
+    let light_c0 = server.cpu_ticks();
     ctl.barrier.wait();
+    let light_c1 = server.cpu_ticks();
     // Full load: warm up, then measure a window.
     std::thread::sleep(plan.warmup);
     let tick = support::clock_ticks_per_s();
@@ -400,6 +419,8 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
     let (user_s, sys_s) = ((c1.0 - c0.0) as f64 / tick, (c1.1 - c0.1) as f64 / tick);
     let cpu_s = user_s + sys_s;
     let per_msg = |s: f64| round2(s * 1e6 / msgs.max(1) as f64);
+    let light_msgs = all.light_ns.len().max(1) as f64;
+    let light_us = |c0: u64, c1: u64| round2((c1 - c0) as f64 / tick * 1e6 / light_msgs);
     json!({
         "peers": n,
         "server_args": args,
@@ -407,7 +428,10 @@ fn run_n(plan: &Plan, bin: &Path, state: &Path, ca_pem: &[u8], n: usize, pinned:
         "connect_all_ms": round2(connect_all.as_secs_f64() * 1e3),
         "connect_each_ms": percentiles_ms(&mut all.connect_ns),
         "light": {
-            "offered_per_s": LIGHT_RATE,
+            "offered_per_s": plan.light_rate,
+            "server_cpu_us_per_msg": light_us(light_c0.0 + light_c0.1, light_c1.0 + light_c1.1),
+            "server_user_us_per_msg": light_us(light_c0.0, light_c1.0),
+            "server_sys_us_per_msg": light_us(light_c0.1, light_c1.1),
             "latency_us": percentiles_us(&mut all.light_ns),
         },
         "full": {
