@@ -9,6 +9,7 @@
 //!
 //!   cargo bench --bench turn                 3,000 messages per allocation
 //!   cargo bench --bench turn -- --quick      500 (CI)
+//!   cargo bench --bench turn -- --tcp        the clients reach the relay over TCP (`-t`)
 //!
 //! Where `taskset` exists each server runs alone on CPU 0 and the load on CPU 1.
 //! coturn runs with the same authentication (TURN REST secret, realm `intercom`), the
@@ -69,6 +70,17 @@ struct Run {
     threads: u64,
 }
 
+/// `--tcp`: clients reach the relay over TCP.
+fn tcp() -> bool {
+    std::env::args().any(|a| a == "--tcp")
+}
+
+/// Allocations per station: over TCP one, since the relay takes at most 16 TCP clients
+/// from one address and `turnutils_uclient -t` fills them with 8 × 1.
+fn per_station() -> &'static str {
+    if tcp() { "1" } else { PER_STATION }
+}
+
 /// Run one uclient per credential against `port` at once; the server is `pid`.
 fn load(pid: u32, port: u16, peer_port: u16, creds: &[(String, String)], messages: &str) -> Run {
     let ticks = support::clock_ticks_per_s();
@@ -94,7 +106,7 @@ fn load(pid: u32, port: u16, peer_port: u16, creds: &[(String, String)], message
                 ])
                 .args([
                     "-m",
-                    PER_STATION,
+                    per_station(),
                     "-n",
                     messages,
                     "-l",
@@ -103,6 +115,7 @@ fn load(pid: u32, port: u16, peer_port: u16, creds: &[(String, String)], message
                     INTERVAL_MS,
                 ])
                 .args(["-c", "127.0.0.1"])
+                .args(tcp().then_some("-t"))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -261,8 +274,10 @@ fn coturn(pinned: bool, port: u16, secret: &str, db: &Path) -> Kill {
 /// The table of both runs and one JSON line.
 fn report(messages: &str, ours: &Run, theirs: &Run) {
     println!(
-        "turn: {STATIONS} × {PER_STATION} allocations, {messages} messages of {LENGTH} B every \
-         {INTERVAL_MS} ms each, echoed by turnutils_peer"
+        "turn: {STATIONS} × {} allocations, {messages} messages of {LENGTH} B every \
+         {INTERVAL_MS} ms each, echoed by turnutils_peer{}",
+        per_station(),
+        if tcp() { ", over TCP" } else { "" }
     );
     println!(
         "{:<10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7} {:>7}",

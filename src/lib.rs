@@ -21,6 +21,7 @@ pub mod server;
 pub mod session;
 pub(crate) mod setup;
 pub(crate) mod slots;
+pub(crate) mod socket;
 pub mod stations;
 pub mod stun;
 pub mod tls;

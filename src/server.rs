@@ -14,6 +14,7 @@ use crate::clock::timeout;
 use crate::http::{self, Head, HeadError, HttpCtx, Response, Route, Www};
 use crate::session::{self, Hub};
 use crate::slots::{Registry, Slot};
+use crate::socket::Socket;
 use crate::tls::Acceptor;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::net::{TcpListener, TcpStream};
@@ -185,12 +186,7 @@ async fn accept_loop<'ex>(ex: &'ex LocalExecutor<'ex>, server: Rc<Server>, liste
 /// to a WebSocket or the connection ends.
 async fn connection(server: &Server, tcp: TcpStream, slot: &Slot) {
     let handshake = server.hub.cfg.handshake_timeout;
-    let tls = match timeout(
-        handshake,
-        server.acceptor.accept(crate::tlsio::Socket::from(tcp)),
-    )
-    .await
-    {
+    let tls = match timeout(handshake, server.acceptor.accept(Socket::from(tcp))).await {
         Some(Ok(tls)) => tls,
         Some(Err(e)) => return log::debug!("{}: TLS handshake failed: {e}", slot.ip()),
         None => return log::debug!("{}: TLS handshake timed out", slot.ip()),

@@ -5,84 +5,14 @@
 //! turns back into `Pending`. The task is woken by the socket it polled, so no step
 //! busy-waits. Owns no buffers of its own: OpenSSL's record buffers are all there is.
 //!
-//! Under it, [`Socket`] reads a TCP socket again only once the reactor has seen it
-//! readable: a task woken for another reason (its outbox, a timer) costs no system call.
-//!
 //! Never does: blocking I/O, or buffering beyond what OpenSSL does.
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use openssl::ssl::{self, ErrorCode, ShutdownResult, Ssl, SslStream};
-use smol::Async;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
-
-/// A TCP socket that, once a read found it empty, waits for the reactor's word before
-/// reading again. async-net's stream reads first at every poll, so each wake-up of a
-/// task for its outbox cost a `recvfrom` that could only return `EAGAIN`.
-pub struct Socket {
-    io: Arc<Async<TcpStream>>,
-    /// The last read found nothing; the reactor has this task's waker.
-    drained: bool,
-}
-
-impl From<smol::net::TcpStream> for Socket {
-    fn from(s: smol::net::TcpStream) -> Socket {
-        Socket {
-            io: s.into(),
-            drained: false,
-        }
-    }
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let me = self.get_mut();
-        loop {
-            if me.drained {
-                // Ready only if an event came since the read that found nothing.
-                ready!(me.io.poll_readable(cx))?;
-                me.drained = false;
-            }
-            match me.io.get_ref().read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => me.drained = true,
-                r => return Poll::Ready(r),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let io = &self.get_mut().io;
-        loop {
-            match io.get_ref().write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-            ready!(io.poll_writable(cx))?;
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.io.get_ref().shutdown(Shutdown::Write))
-    }
-}
 
 /// A sync `Read + Write` over an async stream, polled with the waker of the last caller.
 pub struct Bridge<S> {

@@ -12,16 +12,20 @@
 
 use crate::peers::ConnId;
 use crate::session::Hub;
+use crate::socket::Socket;
 use crate::stations::{RelayInfo, canonical};
 use crate::stun::{self, ChannelData, Class, Message, Writer, attr, method};
 use crate::turn::{Client, Ctx, Delivery, Table, Transport};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncRead, AsyncWriteExt, StreamExt};
 use smol::channel::{self, Sender};
 use smol::net::{TcpListener, TcpStream, UdpSocket};
 use smol::{LocalExecutor, Task, Timer};
 use std::cell::{Cell, RefCell};
+use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::{Pin, pin};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The UDP listener's receive buffer: every client's packets arrive on this one socket,
@@ -475,10 +479,11 @@ impl Relay {
         }
     }
 
-    /// One TCP client: frames in (RFC 8656 §12.5), responses and relayed data out.
+    /// One TCP client: frames in (RFC 8656 §12.5), responses and relayed data out. What it
+    /// waits on is polled in place, so a packet costs no timer, listener or empty read.
     async fn tcp_client(
         self: &Rc<Self>,
-        mut stream: TcpStream,
+        stream: TcpStream,
         from: SocketAddr,
         conn: ConnId,
         rx: channel::Receiver<Vec<u8>>,
@@ -488,34 +493,50 @@ impl Relay {
             transport: Transport::Tcp(conn),
             addr: from,
         };
+        let mut stream = Socket::from(stream);
+        let mut rx = pin!(rx);
         let mut buf = vec![0u8; stun::MAX_MESSAGE];
         let mut have = 0;
         enum Ev {
             Read(std::io::Result<usize>),
             Out(Vec<u8>),
-            Idle,
+            Closed,
+            Clock,
         }
-        let mut reader = stream.clone();
+        // Idle: nothing either way for TCP_IDLE. The timer is set once and moved only when
+        // it fires early, not at every packet.
+        let mut last = Instant::now();
+        let mut idle = Timer::at(last + TCP_IDLE);
         loop {
-            let ev = async { Ev::Read(reader.read(&mut buf[have..]).await) }
-                .or(async {
-                    match rx.recv().await {
-                        Ok(v) => Ev::Out(v),
-                        Err(_) => Ev::Idle,
-                    }
-                })
-                .or(async {
-                    Timer::after(TCP_IDLE).await;
-                    Ev::Idle
-                })
-                .await;
+            let ev = poll_fn(|cx| {
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[have..]) {
+                    return Poll::Ready(Ev::Read(r));
+                }
+                if let Poll::Ready(out) = rx.as_mut().poll_next(cx) {
+                    return Poll::Ready(out.map_or(Ev::Closed, Ev::Out));
+                }
+                if Pin::new(&mut idle).poll(cx).is_ready() {
+                    return Poll::Ready(Ev::Clock);
+                }
+                Poll::Pending
+            })
+            .await;
             match ev {
-                Ev::Read(Ok(0)) | Ev::Read(Err(_)) | Ev::Idle => return,
-                Ev::Read(Ok(n)) => have += n,
+                Ev::Read(Ok(0)) | Ev::Read(Err(_)) | Ev::Closed => return,
+                Ev::Clock if last.elapsed() >= TCP_IDLE => return,
+                Ev::Clock => {
+                    idle.set_at(last + TCP_IDLE);
+                    continue;
+                }
+                Ev::Read(Ok(n)) => {
+                    have += n;
+                    last = Instant::now();
+                }
                 Ev::Out(frame) => {
                     if stream.write_all(&frame).await.is_err() {
                         return;
                     }
+                    last = Instant::now();
                     continue;
                 }
             }

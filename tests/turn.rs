@@ -12,8 +12,8 @@ use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{
-    Client, Launch, Server, free_udp_port, patience, run, turn_echo_peer, turn_entry,
-    uclient_figure,
+    Client, Launch, Server, Strace, eagain_reads_per_fd, free_udp_port, patience, run,
+    turn_echo_peer, turn_entry, uclient_figure,
 };
 
 /// The owner's key where a test reads `/metrics`.
@@ -355,6 +355,46 @@ fn not_an_open_relay() {
         // Another Allocate on the same 5-tuple: 437.
         door.next_tid += 10;
         assert_eq!(door.allocate(), Err(437));
+    });
+}
+
+/// A TCP client's task waits on its socket, the data relayed to it and its idle timer
+/// in place: a packet to it costs no timer (whose registration wrote to the reactor's
+/// eventfd at every packet) and no read of its socket, which has nothing to read.
+#[test]
+fn relaying_to_a_tcp_client_sets_no_timer_and_reads_no_empty_socket() {
+    const PACKETS: usize = 200;
+    let server = relay_server("51080-51089", &[]);
+    run(async {
+        let (_door_ws, (port, user, pass)) = station(&server, "door").await;
+        let (_kitchen_ws, (_, kuser, kpass)) = station(&server, "kitchen").await;
+        let mut door = TurnClient::udp(port, &user, &pass);
+        let mut kitchen = TurnClient::tcp(port, &kuser, &kpass);
+        let door_relay = door.allocate().unwrap();
+        let kitchen_relay = kitchen.allocate().unwrap();
+        assert_eq!(kitchen.permit(door_relay), None);
+        assert_eq!(door.bind_channel(0x4abc, kitchen_relay), None);
+        let strace = Strace::attach(server.pid(), "write,recvfrom", false).await;
+        for i in 0..PACKETS {
+            let data = (i as u32).to_be_bytes();
+            door.send_channel(0x4abc, &data);
+            assert_eq!(kitchen.relayed().2, data);
+        }
+        let log = strace.finish();
+        // The reactor is woken through its eventfd with an 8-byte write of 1.
+        let wakes = log
+            .lines()
+            .filter(|l| l.contains(r#"write("#) && l.contains(r#""\1\0\0\0\0\0\0\0", 8)"#))
+            .count();
+        assert!(wakes <= 5, "{wakes} eventfd writes for {PACKETS} packets");
+        // Two UDP sockets are read until empty after each datagram: the listener the
+        // door sends to, and the kitchen's relay socket the door's relay sends to. The
+        // kitchen's TCP socket, which the kitchen never writes to, is not read at all.
+        let per_fd = eagain_reads_per_fd(&log);
+        assert!(
+            per_fd.get(2).copied().unwrap_or(0) <= PACKETS / 20,
+            "EAGAIN reads per socket: {per_fd:?} for {PACKETS} packets"
+        );
     });
 }
 

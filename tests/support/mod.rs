@@ -328,6 +328,78 @@ pub fn clock_ticks_per_s() -> f64 {
 /// A child process, killed (and reaped) when dropped.
 pub struct Kill(pub Child);
 
+/// `strace` attached to a running process and all its threads, logging the system calls
+/// `calls` (e.g. `"accept4,recvfrom"`), only the failed ones when `failed` is set.
+pub struct Strace {
+    child: Kill,
+    out: tempfile::NamedTempFile,
+}
+
+impl Strace {
+    /// Attach to `pid`; resolves once every thread of it is traced.
+    pub async fn attach(pid: u32, calls: &str, failed: bool) -> Strace {
+        let out = tempfile::NamedTempFile::new().expect("temp file");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-e", &format!("trace={calls}")]);
+        if failed {
+            cmd.args(["-e", "status=failed"]);
+        }
+        let child = cmd
+            .arg("-o")
+            .arg(out.path())
+            .args(["-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("strace (Debian: strace)");
+        let traced = || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return false;
+            };
+            tasks.flatten().all(|t| {
+                std::fs::read_to_string(t.path().join("status")).is_ok_and(|s| {
+                    s.lines().any(|l| {
+                        l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0")
+                    })
+                })
+            })
+        };
+        let deadline = Instant::now() + patience();
+        while !traced() {
+            assert!(Instant::now() < deadline, "strace did not attach to {pid}");
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+        Strace {
+            child: Kill(child),
+            out,
+        }
+    }
+
+    /// Detach and return the log, one line per call.
+    pub fn finish(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.0.id().to_string()])
+            .status();
+        self.child.0.wait().expect("strace exits");
+        std::fs::read_to_string(self.out.path()).expect("strace log")
+    }
+}
+
+/// How many `EAGAIN` answers each file descriptor's `recvfrom` got in a [`Strace`] log,
+/// most first.
+pub fn eagain_reads_per_fd(log: &str) -> Vec<usize> {
+    let mut reads: std::collections::HashMap<&str, usize> = Default::default();
+    for line in log.lines().filter(|l| l.contains("EAGAIN")) {
+        if let Some(rest) = line.split("recvfrom(").nth(1) {
+            *reads
+                .entry(rest.split(',').next().unwrap_or(""))
+                .or_default() += 1;
+        }
+    }
+    let mut per_fd: Vec<usize> = reads.into_values().collect();
+    per_fd.sort_unstable_by(|a, b| b.cmp(a));
+    per_fd
+}
+
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
