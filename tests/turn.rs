@@ -31,6 +31,28 @@ async fn station(server: &Server, name: &str) -> (Client, (u16, String, String))
     (ws, turn_entry(&reg))
 }
 
+/// A door reaching the relay over UDP and a kitchen over TCP, each with its allocation
+/// and relay address. Their WebSockets come back too: they must stay open.
+async fn door_udp_kitchen_tcp(
+    server: &Server,
+) -> (
+    [Client; 2],
+    (TurnClient, SocketAddr),
+    (TurnClient, SocketAddr),
+) {
+    let (door_ws, (port, user, pass)) = station(server, "door").await;
+    let (kitchen_ws, (_, kuser, kpass)) = station(server, "kitchen").await;
+    let mut door = TurnClient::udp(port, &user, &pass);
+    let mut kitchen = TurnClient::tcp(port, &kuser, &kpass);
+    let door_relay = door.allocate().unwrap();
+    let kitchen_relay = kitchen.allocate().unwrap();
+    (
+        [door_ws, kitchen_ws],
+        (door, door_relay),
+        (kitchen, kitchen_relay),
+    )
+}
+
 /// How a test client reaches the relay.
 enum Wire {
     Udp(UdpSocket, SocketAddr),
@@ -266,12 +288,8 @@ fn registered_offers_the_relay_and_a_tablet_allocates_with_it() {
 fn two_stations_relay_to_each_other_over_udp_and_tcp() {
     let server = relay_server("51010-51019", &["--admin-key", ADMIN]);
     run(async {
-        let (_door_ws, (port, user, pass)) = station(&server, "door").await;
-        let (_kitchen_ws, (_, kuser, kpass)) = station(&server, "kitchen").await;
-        let mut door = TurnClient::udp(port, &user, &pass);
-        let mut kitchen = TurnClient::tcp(port, &kuser, &kpass);
-        let door_relay = door.allocate().unwrap();
-        let kitchen_relay = kitchen.allocate().unwrap();
+        let (_stations, (mut door, door_relay), (mut kitchen, kitchen_relay)) =
+            door_udp_kitchen_tcp(&server).await;
         server.wait_health(|h| h["turn_allocations"] == 2).await;
 
         // Nothing passes before a permission.
@@ -366,12 +384,8 @@ fn relaying_to_a_tcp_client_sets_no_timer_and_reads_no_empty_socket() {
     const PACKETS: usize = 200;
     let server = relay_server("51080-51089", &[]);
     run(async {
-        let (_door_ws, (port, user, pass)) = station(&server, "door").await;
-        let (_kitchen_ws, (_, kuser, kpass)) = station(&server, "kitchen").await;
-        let mut door = TurnClient::udp(port, &user, &pass);
-        let mut kitchen = TurnClient::tcp(port, &kuser, &kpass);
-        let door_relay = door.allocate().unwrap();
-        let kitchen_relay = kitchen.allocate().unwrap();
+        let (_stations, (mut door, door_relay), (mut kitchen, kitchen_relay)) =
+            door_udp_kitchen_tcp(&server).await;
         assert_eq!(kitchen.permit(door_relay), None);
         assert_eq!(door.bind_channel(0x4abc, kitchen_relay), None);
         let strace = Strace::attach(server.pid(), "write,recvfrom", false).await;
